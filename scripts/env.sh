@@ -1,0 +1,12 @@
+# Sourced by the Makefile and scripts: activates .venv and sets what ROS 2 needs without a ROS install.
+# ROS_DOMAIN_ID: a per-user default away from 0 so runs do not talk to other graphs on the machine;
+# tests pick their own distinct ids.
+_petr_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "${PETR_VENV:-$_petr_root/.venv}/bin/activate"
+export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+export ROS_LOG_DIR="${ROS_LOG_DIR:-$_petr_root/.ros/log}"
+export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( ( $(id -u) % 50 ) + 42 ))}"
+export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+export PETR_ASSETS="${PETR_ASSETS:-$_petr_root/assets}"
+mkdir -p "$ROS_LOG_DIR"
+unset _petr_root
