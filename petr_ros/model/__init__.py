@@ -1,0 +1,1 @@
+"""PETR networks: the HRNet-W32 2D backbone, heatmap decoders, the PETR/PEBRT lifters and their checkpoints."""
