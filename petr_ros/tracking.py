@@ -1,0 +1,137 @@
+"""Stable person ids across frames: box IoU + keypoint distance, Hungarian assignment, constant-velocity guess.
+
+Pure logic (no ROS). The node and the demo call `PersonTracker.update(poses)` once per frame with the
+`PersonPose`s of that frame and get them back with `person_id` set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from petr_ros.detection import box_iou, check_boxes
+
+# Keypoints closer than this fraction of the person's box height (median over confident joints) count as the
+# same person even when the boxes hardly overlap (a fast walker, an arm swinging out of the box).
+KEYPOINT_GATE = 0.25
+_MIN_KEYPOINT_SCORE = 0.3
+_IMPOSSIBLE = 1e6
+
+
+@dataclasses.dataclass
+class _Track:
+    person_id: int
+    box: np.ndarray  # (4,) last observed
+    keypoints: np.ndarray  # (K, 2) last observed
+    confidences: np.ndarray  # (K,)
+    velocity: np.ndarray  # (2,) pixels per update, of the box centre
+    missed: int = 0
+    hits: int = 1
+
+    def predicted(self) -> tuple[np.ndarray, np.ndarray]:
+        """Box and keypoints moved on by the velocity for each frame since the last observation."""
+        shift = self.velocity * (self.missed + 1)
+        return self.box + np.tile(shift, 2), self.keypoints + shift
+
+
+class PersonTracker:
+    """Give each person a stable `person_id` (0, 1, 2, ... in order of first appearance).
+
+    iou_threshold: a detection may continue a track when their boxes overlap at least this much (IoU), or when
+    their keypoints are within KEYPOINT_GATE of the box height. max_missed: frames a track survives unseen.
+    """
+
+    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5) -> None:
+        if not 0.0 <= iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold!r}")
+        if max_missed < 0:
+            raise ValueError(f"max_missed must be >= 0, got {max_missed!r}")
+        self.iou_threshold = float(iou_threshold)
+        self.max_missed = int(max_missed)
+        self._tracks: list[_Track] = []
+        self._next_id = 0
+
+    @property
+    def tracked_ids(self) -> list[int]:
+        """Ids of the live tracks (seen within the last `max_missed` frames)."""
+        return [t.person_id for t in self._tracks]
+
+    def reset(self) -> None:
+        """Forget all tracks; ids start again from 0."""
+        self._tracks = []
+        self._next_id = 0
+
+    def update(self, poses: Sequence[Any]) -> list[Any]:
+        """Assign ids to this frame's poses (PersonPose-like: box, keypoints2d, confidences); same order back."""
+        poses = list(poses)
+        boxes = check_boxes(np.stack([np.asarray(p.box, np.float32) for p in poses]) if poses else np.zeros((0, 4)))
+        cost = self._cost(poses, boxes)
+        rows, cols = linear_sum_assignment(cost) if cost.size else (np.zeros(0, int), np.zeros(0, int))
+        assigned: dict[int, int] = {}  # pose index -> track index
+        for r, c in zip(rows, cols, strict=True):
+            if cost[r, c] < _IMPOSSIBLE:
+                assigned[int(c)] = int(r)
+
+        out = []
+        matched_tracks = set(assigned.values())
+        for i, pose in enumerate(poses):
+            kp = np.asarray(pose.keypoints2d, np.float32)
+            conf = np.asarray(pose.confidences, np.float32)
+            if i in assigned:
+                track = self._tracks[assigned[i]]
+                centre_shift = (_centre(boxes[i]) - _centre(track.box)) / (track.missed + 1)
+                # Damped velocity: a guess for the next frame, not a motion model.
+                track.velocity = 0.5 * track.velocity + 0.5 * centre_shift
+                track.box, track.keypoints, track.confidences = boxes[i].copy(), kp.copy(), conf.copy()
+                track.missed = 0
+                track.hits += 1
+            else:
+                track = _Track(self._next_id, boxes[i].copy(), kp.copy(), conf.copy(), np.zeros(2, np.float32))
+                self._next_id += 1
+                self._tracks.append(track)
+                matched_tracks.add(len(self._tracks) - 1)
+            out.append(dataclasses.replace(pose, person_id=track.person_id))
+
+        survivors = []
+        for t_index, track in enumerate(self._tracks):
+            if t_index not in matched_tracks:
+                track.missed += 1
+            if track.missed <= self.max_missed:
+                survivors.append(track)
+        self._tracks = survivors
+        return out
+
+    def _cost(self, poses: list[Any], boxes: np.ndarray) -> np.ndarray:
+        """(tracks, poses) matching cost in [0, 2], _IMPOSSIBLE where neither gate (IoU, keypoints) passes."""
+        if not poses or not self._tracks:
+            return np.zeros((len(self._tracks), len(poses)))
+        predicted = [t.predicted() for t in self._tracks]
+        iou = box_iou(np.stack([b for b, _ in predicted]), boxes)
+        cost = np.full(iou.shape, _IMPOSSIBLE)
+        for t, (_, t_kp) in enumerate(predicted):
+            for p, pose in enumerate(poses):
+                kp_dist = _keypoint_distance(t_kp, self._tracks[t].confidences, pose, boxes[p])
+                if iou[t, p] >= self.iou_threshold or kp_dist <= KEYPOINT_GATE:
+                    cost[t, p] = (1.0 - iou[t, p]) + min(kp_dist, 1.0)
+        return cost
+
+
+def _centre(box: np.ndarray) -> np.ndarray:
+    return np.array([(box[0] + box[2]) * 0.5, (box[1] + box[3]) * 0.5], np.float32)
+
+
+def _keypoint_distance(track_kp: np.ndarray, track_conf: np.ndarray, pose: Any, box: np.ndarray) -> float:
+    """Median distance of the joints both see confidently, as a fraction of the box height (inf if too few)."""
+    kp = np.asarray(pose.keypoints2d, np.float32)
+    conf = np.asarray(pose.confidences, np.float32)
+    if kp.shape != track_kp.shape:
+        return float("inf")
+    both = (conf >= _MIN_KEYPOINT_SCORE) & (track_conf >= _MIN_KEYPOINT_SCORE)
+    if both.sum() < 3:
+        return float("inf")
+    height = max(float(box[3] - box[1]), 1.0)
+    return float(np.median(np.linalg.norm(kp[both] - track_kp[both], axis=1)) / height)

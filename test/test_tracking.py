@@ -1,0 +1,127 @@
+"""PersonTracker: stable ids on the real Sports2D video (two people) and on constructed hard cases."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from petr_ros.estimator import PersonPose
+from petr_ros.skeleton import NUM_JOINTS, coco_to_h36m
+from petr_ros.tracking import PersonTracker
+
+ASSETS = Path(os.environ.get("PETR_ASSETS", Path(__file__).resolve().parents[1] / "assets"))
+
+
+def make_pose(keypoints2d: np.ndarray, confidences: np.ndarray | None = None) -> PersonPose:
+    """A PersonPose around real or constructed 2D keypoints (3D fields are not used by the tracker)."""
+    kp = np.asarray(keypoints2d, np.float32)
+    conf = np.ones(len(kp), np.float32) if confidences is None else np.asarray(confidences, np.float32)
+    box = np.array([*kp.min(0), *kp.max(0)], np.float32)
+    quat = np.tile(np.array([0, 0, 0, 1], np.float32), (NUM_JOINTS, 1))
+    return PersonPose(np.zeros((NUM_JOINTS, 3), np.float32), quat, kp, conf, box, float(conf.mean()))
+
+
+def stick_figure(x: float, y: float, height: float = 170.0) -> np.ndarray:
+    """17 keypoints of an upright figure (pelvis at (x, y)) filling a box `height` px tall and 0.3 of it wide."""
+    rows = np.linspace(-0.5, 0.5, NUM_JOINTS)
+    cols = np.where(np.arange(NUM_JOINTS) % 2 == 0, -0.15, 0.15)
+    return np.stack([x + cols * height, y + rows * height], axis=1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def video_people() -> list[list[PersonPose]]:
+    """MediaPipe detections (HOG + tracked crops) every 4th frame of the Sports2D clip, frames 40-136, where
+    the man on the box and the walking woman are both in view."""
+    cv2 = pytest.importorskip("cv2")
+    from petr_ros.frontends.mediapipe import MediaPipeFrontEnd
+
+    path = ASSETS / "sports2d_demo.mp4"
+    assert path.is_file(), f"missing asset {path}: run scripts/fetch_assets.sh"
+    front = MediaPipeFrontEnd(detector="hog")
+    cap = cv2.VideoCapture(str(path))
+    frames: list[list[PersonPose]] = []
+    try:
+        for index in range(137):
+            ok, bgr = cap.read()
+            assert ok, f"could not read frame {index} of {path}"
+            if index < 40 or index % 4:
+                continue
+            rgb = np.ascontiguousarray(cv2.resize(bgr, (960, 540))[:, :, ::-1])
+            people = []
+            for det in front.detect(rgb, None):
+                kp, sc = coco_to_h36m(det.keypoints, det.scores)
+                people.append(make_pose(kp, sc))
+            frames.append(people)
+    finally:
+        cap.release()
+        front.close()
+    return frames
+
+
+def test_real_video_two_people_keep_their_ids(video_people: list[list[PersonPose]]) -> None:
+    tracker = PersonTracker()
+    ids_by_side: dict[str, list[int]] = {"box": [], "walker": []}
+    for people in video_people:
+        for pose in tracker.update(people):
+            # The man stands on the box in the upper left of the frame, the woman walks on the grass below.
+            side = "box" if pose.box[3] < 300 else "walker"
+            ids_by_side[side].append(pose.person_id)
+    assert len(ids_by_side["box"]) >= 15 and len(ids_by_side["walker"]) >= 10
+    for side, ids in ids_by_side.items():
+        values, counts = np.unique(ids, return_counts=True)
+        # One id carries the person through (at most a stray frame of another id, e.g. a duplicate crop).
+        assert counts.max() >= 0.9 * len(ids), f"{side}: ids {dict(zip(values.tolist(), counts.tolist(), strict=True))}"
+    assert np.bincount(ids_by_side["box"]).argmax() != np.bincount(ids_by_side["walker"]).argmax()
+
+
+def test_crossing_people_keep_ids_by_motion() -> None:
+    tracker = PersonTracker()
+    for step in range(13):
+        # Two look-alikes walk towards each other, overlap and swap sides; detections come in alternating
+        # order, so only their motion (the tracker's constant-velocity guess) can tell them apart.
+        a, b = make_pose(stick_figure(100 + 30 * step, 300)), make_pose(stick_figure(445 - 30 * step, 300))
+        out = tracker.update([a, b] if step % 2 else [b, a])
+        by_x = {float(p.keypoints2d[0, 0]): p.person_id for p in out}
+        ids = (by_x[float(a.keypoints2d[0, 0])], by_x[float(b.keypoints2d[0, 0])])
+        if step == 0:
+            first = ids
+        assert ids == first and sorted(ids) == [0, 1], f"step {step}: {by_x}"
+
+
+def test_missed_frames_then_expiry() -> None:
+    tracker = PersonTracker(max_missed=2)
+    person = make_pose(stick_figure(200, 300))
+    assert tracker.update([person])[0].person_id == 0
+    assert tracker.update([]) == []
+    assert tracker.update([])  == [] and tracker.tracked_ids == [0]
+    assert tracker.update([person])[0].person_id == 0  # back within max_missed: same id
+    for _ in range(3):
+        tracker.update([])
+    assert tracker.tracked_ids == []
+    assert tracker.update([person])[0].person_id == 1  # gone too long: a new id
+
+
+def test_far_jump_is_a_new_person_and_order_is_kept() -> None:
+    tracker = PersonTracker()
+    near, far = make_pose(stick_figure(100, 300)), make_pose(stick_figure(700, 300))
+    assert [p.person_id for p in tracker.update([near])] == [0]
+    out = tracker.update([far, near])
+    assert [p.person_id for p in out] == [1, 0]
+    np.testing.assert_array_equal(out[0].keypoints2d, far.keypoints2d)
+    assert sorted(tracker.tracked_ids) == [0, 1]
+    tracker.reset()
+    assert tracker.tracked_ids == [] and tracker.update([far])[0].person_id == 0
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="iou_threshold"):
+        PersonTracker(iou_threshold=1.5)
+    with pytest.raises(ValueError, match="max_missed"):
+        PersonTracker(max_missed=-1)
+    bad = make_pose(stick_figure(100, 300))
+    bad.box = np.array([10, 10, 5, 50], np.float32)
+    with pytest.raises(ValueError, match="x1 >= x0"):
+        PersonTracker().update([bad])
