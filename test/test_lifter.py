@@ -98,15 +98,6 @@ def test_petr_trains_and_other_widths() -> None:
     assert loss.item() < 0.7 * first  # every parameter is wired to the output
 
 
-def _has_kinematics() -> bool:
-    try:
-        from petr_ros import kinematics  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _has_kinematics(), reason="petr_ros.kinematics is not in this checkout yet")
 def test_pebrt_contract() -> None:
     from petr_ros import kinematics
 
@@ -131,6 +122,16 @@ def test_pebrt_contract() -> None:
     lengths = np.asarray(kinematics.winter_bone_lengths(1.6), dtype=np.float32)
     got = np.stack([(out.joints3d[:, c] - out.joints3d[:, p]).norm(dim=-1).numpy() for c, p in BONES], axis=-1)
     np.testing.assert_allclose(got, np.broadcast_to(lengths, got.shape), atol=1e-5)
+    # globals map each rest direction onto the produced bone; locals are parent-relative; the root is the body frame
+    rest = torch.tensor(np.array(kinematics.REST_DIRECTIONS), dtype=torch.float32)
+    for b, (c, p) in enumerate(BONES):
+        bone = out.joints3d[:, c] - out.joints3d[:, p]
+        torch.testing.assert_close((out.rotations[:, c] @ rest[c]) * float(lengths[b]), bone, atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.rotations[:, p].transpose(-1, -2) @ out.rotations[:, c],
+                                   out.local_rotations[:, b], atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.rotations[:, 0], kinematics.joint_rotations(out.joints3d)[:, 0], atol=1e-5, rtol=0)
+    weights, _ = kinematics.kinematic_constraint_weights(out.local_rotations)
+    torch.testing.assert_close(out.constraint_weights, weights)
     # gradients reach the transformer through Gram-Schmidt and FK
     model.train()
     loss = model(x).joints3d.square().sum()

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from petr_ros.skeleton import NUM_BONES, NUM_JOINTS, ROOT
+from petr_ros.skeleton import NUM_BONES, NUM_JOINTS, PARENTS, ROOT
 from petr_ros.validation import check_points
 
 VARIANTS = ("petr", "pebrt")
@@ -194,20 +194,24 @@ class PEBRTLifter(_Lifter):
     def forward(self, keypoints: Tensor) -> LifterOutput:
         kin = self._kin
         six = self.head(self.encode(keypoints)).reshape(-1, NUM_BONES, 6).float()
-        local = kin.rot6d_to_matrix(six)  # (B, 16, 3, 3) parent-relative
-        joints, rotations = _forward_kinematics_local(kin, local, self.bone_lengths)
+        # Bone b's rotation relative to its parent's frame; the root's own frame is not predicted (16 bones), so
+        # the bones leaving the pelvis are first expressed in camera axes (root = identity).
+        raw_local = kin.rot6d_to_matrix(six)
+        eye = torch.eye(3, dtype=raw_local.dtype, device=raw_local.device).expand(raw_local.shape[0], 1, 3, 3)
+        joints = kin.forward_kinematics(torch.cat([eye, raw_local], dim=1), self.bone_lengths, frame="local")
+        chain: list[Tensor] = [eye[:, 0]]
+        for j in range(1, NUM_JOINTS):
+            chain.append(chain[PARENTS[j]] @ raw_local[:, j - 1])
+        # Then the root gets the design's body frame (from the hips and spine it produced) and the bones leaving
+        # the pelvis are re-expressed relative to it: positions and child globals are unchanged, and the joint
+        # limits of the hips and spine are judged in the body's frame, not the camera's.
+        body = kin.joint_rotations(joints, "global")[:, ROOT]
+        chain[ROOT] = body
+        rotations = torch.stack(chain, dim=1)
+        parents = torch.stack([rotations[:, PARENTS[j]] for j in range(1, NUM_JOINTS)], dim=1)
+        local = parents.transpose(-1, -2) @ rotations[:, 1:]
         weights, _ = kin.kinematic_constraint_weights(local)
-        return LifterOutput(
-            joints3d=joints, rotations=rotations, local_rotations=local, constraint_weights=weights
-        )
-
-
-def _forward_kinematics_local(kin: Any, local: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-    """FK from 16 parent-relative bone rotations (root rotation = identity): -> joints (B,17,3), globals (B,17,3,3)."""
-    eye = torch.eye(3, dtype=local.dtype, device=local.device).expand(local.shape[0], 1, 3, 3)
-    local17 = torch.cat([eye, local], dim=1)
-    result = kin.forward_kinematics(local17, lengths.to(local.dtype), frame="local")
-    return result[0], result[1]
+        return LifterOutput(joints3d=joints, rotations=rotations, local_rotations=local, constraint_weights=weights)
 
 
 def build_lifter(config: LifterConfig) -> nn.Module:
