@@ -88,14 +88,20 @@ def _is_torch(x: Any) -> bool:
     return isinstance(x, torch.Tensor)
 
 
-def _shape_text(tail: tuple[int, ...]) -> str:
-    return "(..., " + ", ".join(str(t) for t in tail) + ")"
+def _shape_text(tail: tuple[int | None, ...]) -> str:
+    return "(..., " + ", ".join("J" if t is None else str(t) for t in tail) + ")"
 
 
-def _check_tensor(x: torch.Tensor, name: str, tail: tuple[int, ...]) -> torch.Tensor:
-    """Torch twin of validation.check_points for any trailing shape (same wording)."""
+def _tail_ok(shape: tuple[int, ...], tail: tuple[int | None, ...]) -> bool:
+    if len(shape) < len(tail):
+        return False
+    return all(t is None or s == t for s, t in zip(shape[len(shape) - len(tail) :], tail, strict=True))
+
+
+def _check_tensor(x: torch.Tensor, name: str, tail: tuple[int | None, ...]) -> torch.Tensor:
+    """Torch twin of validation.check_points for any trailing shape (same wording); None = any size."""
     shape = tuple(x.shape)
-    if x.ndim < len(tail) or shape[x.ndim - len(tail) :] != tail:
+    if not _tail_ok(shape, tail):
         raise ValueError(f"{name} must have shape {_shape_text(tail)}, got shape {shape}")
     if x.numel() == 0:
         raise ValueError(f"{name} is empty (shape {shape}): at least one pose is needed")
@@ -107,15 +113,15 @@ def _check_tensor(x: torch.Tensor, name: str, tail: tuple[int, ...]) -> torch.Te
     return x
 
 
-def _check_numpy(x: Any, name: str, tail: tuple[int, ...]) -> np.ndarray:
-    if len(tail) >= 2:
+def _check_numpy(x: Any, name: str, tail: tuple[int | None, ...]) -> np.ndarray:
+    if len(tail) >= 2 and tail[-1] is not None:
         # (..., J, D) point sets go through the shared checker so the wording is the project's one.
         arr = check_points(x, name, joints=tail[-2], dims=tail[-1])
-        if len(tail) > 2 and tuple(arr.shape[arr.ndim - len(tail) :]) != tail:
+        if not _tail_ok(tuple(arr.shape), tail):
             raise ValueError(f"{name} must have shape {_shape_text(tail)}, got shape {arr.shape}")
         return arr
     arr = np.asarray(x)
-    if arr.dtype == object or arr.ndim < len(tail) or tuple(arr.shape[arr.ndim - len(tail) :]) != tail:
+    if arr.dtype == object or not _tail_ok(tuple(arr.shape), tail):
         raise ValueError(f"{name} must have shape {_shape_text(tail)}, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}): at least one pose is needed")
@@ -133,7 +139,7 @@ def _restorer(x: Any) -> Callable[[torch.Tensor], Any]:
     return lambda t: t.detach().cpu().numpy().astype(dtype, copy=False)
 
 
-def _as_input(x: Any, name: str, tail: tuple[int, ...]) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
+def _as_input(x: Any, name: str, tail: tuple[int | None, ...]) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
     """Validate `x` (shape (..., *tail), finite, non-empty) and return (float tensor, restore function)."""
     if _is_torch(x):
         t = _check_tensor(x, name, tail)

@@ -1,0 +1,248 @@
+"""Pose metrics: MPJPE, P-MPJPE, N-MPJPE, MPBVE, rotation errors, per-joint and per-action breakdowns.
+
+Unit agnostic: errors come out in the unit of the inputs (pass millimetres to report millimetres, as Human3.6M
+papers do; angles are degrees). Inputs are (..., J, 3) point sets (any batch shape; J = 17 where a metric needs the
+skeleton's bones). Every function takes numpy arrays or torch tensors: numpy in -> Python float (reduction="mean")
+or numpy array (reduction="none"); torch in -> tensor, differentiable (usable as a training loss), same device and
+dtype. Bad input raises ValueError naming the offending shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from petr_ros.kinematics import _as_input, _check_tensor, bone_vectors
+from petr_ros.skeleton import BONE_NAMES, JOINT_NAMES, NUM_BONES, NUM_JOINTS
+
+_TINY = 1e-12
+_REDUCTIONS = ("mean", "none")
+
+
+def _pair(pred: Any, target: Any, tail: tuple[int | None, ...]) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """Validate two inputs of the same shape; returns (pred, target) as tensors and the output converter."""
+    if isinstance(pred, torch.Tensor) or isinstance(target, torch.Tensor):
+        like = pred if isinstance(pred, torch.Tensor) else target
+        p = _check_tensor(torch.as_tensor(pred, device=like.device), "pred", tail)
+        t = _check_tensor(torch.as_tensor(target, device=like.device), "target", tail)
+        dtype = torch.promote_types(p.dtype, t.dtype)
+        p, t = p.to(dtype), t.to(dtype)
+
+        def back(x: torch.Tensor) -> Any:
+            return x
+
+    else:
+        p, _ = _as_input(pred, "pred", tail)
+        t, _ = _as_input(target, "target", tail)
+
+        def back(x: torch.Tensor) -> Any:
+            return float(x) if x.ndim == 0 else x.detach().cpu().numpy()
+
+    if p.shape != t.shape:
+        raise ValueError(f"pred and target must have the same shape, got {tuple(p.shape)} and {tuple(t.shape)}")
+    return p, t, back
+
+
+def _reduce(err: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    return err.mean() if reduction == "mean" else err
+
+
+def _root_relative(x: torch.Tensor, root: int | None) -> torch.Tensor:
+    if root is None:
+        return x
+    if not -x.shape[-2] <= root < x.shape[-2]:
+        raise ValueError(f"root {root} is not a joint of poses with shape {tuple(x.shape)}")
+    return x - x[..., root : root + 1, :]
+
+
+def _safe_sqrt(sq: torch.Tensor) -> torch.Tensor:
+    """sqrt with exact zeros and a zero (not NaN) gradient at 0: the plain norm's gradient at 0 is NaN."""
+    positive = sq > _TINY * _TINY
+    return torch.where(positive, torch.sqrt(torch.where(positive, sq, torch.ones_like(sq))), torch.zeros_like(sq))
+
+
+def _dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    d = a - b
+    return _safe_sqrt((d * d).sum(-1))
+
+
+# --- Position errors -------------------------------------------------------------------------------------------
+def per_joint_errors(pred: Any, target: Any, root: int | None = 0) -> Any:
+    """(..., J, D) -> (..., J) Euclidean error per joint after subtracting joint `root` (None: no alignment)."""
+    p, t, back = _pair(pred, target, (None, None))
+    return back(_dist(_root_relative(p, root), _root_relative(t, root)))
+
+
+def mpjpe(pred: Any, target: Any, root: int | None = 0, reduction: str = "mean") -> Any:
+    """Mean per-joint position error (protocol 1): root-aligned at joint `root` (None: absolute positions).
+
+    reduction="none" returns the (..., J) per-joint errors.
+    """
+    p, t, back = _pair(pred, target, (None, None))
+    return back(_reduce(_dist(_root_relative(p, root), _root_relative(t, root)), reduction))
+
+
+def n_mpjpe(pred: Any, target: Any, root: int | None = 0, reduction: str = "mean") -> Any:
+    """MPJPE after the scale-only alignment of each root-relative prediction: s = <p, t> / <p, p>."""
+    p, t, back = _pair(pred, target, (None, None))
+    p, t = _root_relative(p, root), _root_relative(t, root)
+    scale = (p * t).sum((-1, -2), keepdim=True) / (p * p).sum((-1, -2), keepdim=True).clamp_min(_TINY)
+    return back(_reduce(_dist(scale * p, t), reduction))
+
+
+def _procrustes_t(p: torch.Tensor, t: torch.Tensor, scale: bool = True) -> torch.Tensor:
+    """Similarity-align each pose p (..., J, 3) to t: s R p + c, R a proper rotation (det +1)."""
+    mu_p, mu_t = p.mean(-2, keepdim=True), t.mean(-2, keepdim=True)
+    p0, t0 = p - mu_p, t - mu_t
+    M = t0.transpose(-1, -2) @ p0  # (..., 3, 3) = sum_i t_i p_i^T
+    U, S, Vh = torch.linalg.svd(M)
+    # Sign correction: if the best orthogonal map is a reflection, flip the weakest axis to get a rotation.
+    sign = torch.sign(torch.linalg.det(U @ Vh))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    d = torch.ones_like(S)
+    d = torch.cat((d[..., :2], sign[..., None]), dim=-1)
+    R = (U * d[..., None, :]) @ Vh
+    if scale:
+        s = (S * d).sum(-1) / (p0 * p0).sum((-1, -2)).clamp_min(_TINY)
+    else:
+        s = torch.ones_like(S[..., 0])
+    return s[..., None, None] * (p0 @ R.transpose(-1, -2)) + mu_t
+
+
+def procrustes_align(pred: Any, target: Any, scale: bool = True) -> Any:
+    """(..., J, 3) -> pred aligned to target by the best similarity transform (rotation, translation, scale)."""
+    p, t, _ = _pair(pred, target, (None, 3))
+    out = _procrustes_t(p, t, scale)
+    return out if isinstance(pred, torch.Tensor) or isinstance(target, torch.Tensor) else out.detach().numpy()
+
+
+def p_mpjpe(pred: Any, target: Any, reduction: str = "mean") -> Any:
+    """MPJPE after similarity Procrustes alignment of each pose (protocol 2): rotation (det +1), translation, scale.
+
+    Reflections are never used: a mirrored prediction keeps an error.
+    """
+    p, t, back = _pair(pred, target, (None, 3))
+    return back(_reduce(_dist(_procrustes_t(p, t), t), reduction))
+
+
+def mpbve(pred: Any, target: Any, reduction: str = "mean") -> Any:
+    """Mean per-bone vector error: mean L2 distance between unit bone vectors (body-size independent, in [0, 2]).
+
+    Inputs (..., 17, 3); reduction="none" gives (..., 16) per bone.
+    """
+    p, t, back = _pair(pred, target, (NUM_JOINTS, 3))
+    bp, bt = bone_vectors(p), bone_vectors(t)
+    up = bp / torch.sqrt((bp * bp).sum(-1, keepdim=True).clamp_min(_TINY * _TINY))
+    ut = bt / torch.sqrt((bt * bt).sum(-1, keepdim=True).clamp_min(_TINY * _TINY))
+    return back(_reduce(_dist(up, ut), reduction))
+
+
+# --- Rotation errors -------------------------------------------------------------------------------------------
+def rotation_error_deg(R_pred: Any, R_true: Any, reduction: str = "mean") -> Any:
+    """Geodesic angle of R_pred^T R_true in degrees, (..., 3, 3) inputs; reduction="none" gives (...)."""
+    p, t, back = _pair(R_pred, R_true, (3, 3))
+    rel = p.transpose(-1, -2) @ t
+    # atan2(sin, cos) is accurate over [0, pi] where acos((trace - 1) / 2) loses precision near 0.
+    axial = torch.stack(
+        (rel[..., 2, 1] - rel[..., 1, 2], rel[..., 0, 2] - rel[..., 2, 0], rel[..., 1, 0] - rel[..., 0, 1]), -1
+    )
+    sin = 0.5 * _safe_sqrt((axial * axial).sum(-1))
+    cos = 0.5 * (rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1)
+    return back(_reduce(torch.rad2deg(torch.atan2(sin, cos)), reduction))
+
+
+def rotation_matrix_mae(R_pred: Any, R_true: Any, reduction: str = "mean") -> Any:
+    """Mean absolute difference of rotation-matrix entries (the thesis's rotation metric); "none" gives (...)."""
+    p, t, back = _pair(R_pred, R_true, (3, 3))
+    return back(_reduce((p - t).abs().mean((-1, -2)), reduction))
+
+
+# --- Breakdowns ------------------------------------------------------------------------------------------------
+def breakdown(errors: Any, labels: Sequence[Any]) -> dict[str, float]:
+    """Mean error per label: errors (N, ...) (trailing dims averaged), labels N values -> {str(label): mean}."""
+    err = errors.detach().cpu().numpy() if isinstance(errors, torch.Tensor) else np.asarray(errors, dtype=np.float64)
+    labels = [str(label) for label in labels]
+    if err.ndim == 0 or err.shape[0] != len(labels):
+        raise ValueError(f"need one label per row of errors, got errors of shape {err.shape} and {len(labels)} labels")
+    per_row = err.reshape(err.shape[0], -1).mean(axis=1)
+    out: dict[str, float] = {}
+    for label in sorted(set(labels)):
+        mask = np.array([lab == label for lab in labels])
+        out[label] = float(per_row[mask].mean())
+    return out
+
+
+def _names(count: int, kind: str) -> list[str]:
+    if kind == "joint" and count == NUM_JOINTS:
+        return list(JOINT_NAMES)
+    if count == NUM_BONES:
+        return list(BONE_NAMES)
+    return [f"{kind}_{i}" for i in range(count)]
+
+
+def evaluate_poses(
+    pred: Any,
+    target: Any,
+    actions: Sequence[Any] | None = None,
+    rotations_pred: Any = None,
+    rotations_true: Any = None,
+) -> dict[str, Any]:
+    """All metrics overall, per joint and per action, as a JSON-serialisable dict.
+
+    pred, target: (N, J, 3) (17 joints for MPBVE; other J skip it), in any unit (errors come out in that unit).
+    actions: N labels (e.g. Human3.6M action names) for the per-action breakdown; "mean_over_actions" is the
+    unweighted mean of the per-action values, as Human3.6M tables report.
+    rotations_pred / rotations_true: optional (N, K, 3, 3) rotations (K = 17 joints or 16 bones).
+    """
+    p, t, _ = _pair(pred, target, (None, 3))
+    if p.ndim != 3:
+        raise ValueError(f"pred and target must have shape (N, J, 3), got shape {tuple(p.shape)}")
+    p, t = p.double(), t.double()
+    n, j = p.shape[0], p.shape[1]
+    if actions is not None and len(actions) != n:
+        raise ValueError(f"actions must have one label per pose ({n}), got {len(actions)}")
+
+    per_pose_joint: dict[str, np.ndarray] = {
+        "mpjpe": mpjpe(p, t, reduction="none").numpy(),
+        "n_mpjpe": n_mpjpe(p, t, reduction="none").numpy(),
+        "p_mpjpe": p_mpjpe(p, t, reduction="none").numpy(),
+    }
+    if j == NUM_JOINTS:
+        per_pose_joint["mpbve"] = mpbve(p, t, reduction="none").numpy()
+    if (rotations_pred is None) != (rotations_true is None):
+        raise ValueError("give both rotations_pred and rotations_true, or neither")
+    if rotations_pred is not None:
+        rp, rt, _ = _pair(rotations_pred, rotations_true, (None, 3, 3))
+        if rp.ndim != 4 or rp.shape[0] != n:
+            raise ValueError(f"rotations must have shape ({n}, K, 3, 3), got shape {tuple(rp.shape)}")
+        per_pose_joint["rotation_error_deg"] = rotation_error_deg(rp.double(), rt.double(), reduction="none").numpy()
+        per_pose_joint["rotation_matrix_mae"] = rotation_matrix_mae(rp.double(), rt.double(), reduction="none").numpy()
+
+    result: dict[str, Any] = {"num_poses": int(n), "num_joints": int(j)}
+    for name, values in per_pose_joint.items():
+        result[name] = float(values.mean())
+    per_part: dict[str, dict[str, float]] = {}
+    for name, values in per_pose_joint.items():
+        kind = "bone" if name == "mpbve" else "joint"
+        per_part[name] = {
+            label: float(v) for label, v in zip(_names(values.shape[1], kind), values.mean(0), strict=True)
+        }
+    result["per_joint"] = per_part
+    if actions is not None:
+        per_action: dict[str, dict[str, float]] = {}
+        labels = [str(a) for a in actions]
+        for label in sorted(set(labels)):
+            per_action[label] = {"count": labels.count(label)}
+        for name, values in per_pose_joint.items():
+            for label, mean in breakdown(values, actions).items():
+                per_action[label][name] = mean
+        result["per_action"] = per_action
+        result["mean_over_actions"] = {
+            name: float(np.mean([per_action[a][name] for a in per_action])) for name in per_pose_joint
+        }
+    return result
