@@ -1,0 +1,619 @@
+"""`petr_node`: the rclpy lifecycle node that turns camera images into 3D skeletons.
+
+Lifecycle: configure loads and warms up the model (weights errors surface here, once, naming the file); activate
+creates the publishers, the subscriptions, the worker thread and the diagnostics timer; deactivate and cleanup
+release them. With `autostart: true` (the default) the node configures and activates itself.
+
+Data flow: image callback (executor thread) -> decode/validate (bad input: throttled warning + counted drop) ->
+one-slot hand-off (a newer frame replaces a pending one: counted as a stale drop; memory stays bounded) -> worker
+thread: estimate -> filter -> track -> smooth -> place in the camera frame -> publish MarkerArray, PoseArray,
+SkeletonArray, optional debug image and TF, all with the input image's header.
+
+Run: `petr_node --ros-args --params-file config/petr.yaml -r image:=/camera/color/image_raw`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import PoseArray
+from petr_ros_msgs.msg import PersonBoxes, SkeletonArray
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from petr_ros.camera import Intrinsics, place_skeleton
+from petr_ros.image_codec import ImageDecodeError
+from petr_ros.ros import messages
+from petr_ros.ros.messages import PlacedPerson
+
+NODE_NAME = "petr_node"
+DIAGNOSTIC_NAME = "petr_node: pose estimation"
+WARN_THROTTLE_S = 5.0
+
+
+# --- parameters ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter. `when`: 'dynamic' (changes apply at once), 'activate' (read at activate: changes
+    refused while active), 'configure' (read at configure: changes refused unless unconfigured)."""
+
+    name: str
+    default: Any
+    description: str
+    when: str = "dynamic"
+    range: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+
+
+PARAMS: tuple[Param, ...] = (
+    Param("autostart", True, "configure and activate at start-up (false: wait for a lifecycle manager)", "configure"),
+    # model (read at configure)
+    Param("lifter_checkpoint", "", "lifter checkpoint (.pt from petr_train); empty: the one shipped in the package",
+          "configure"),
+    Param("backend", "auto", "2D front end: hrnet (PETR backbone, needs hrnet_weights), mediapipe (BlazePose, "
+          "shipped) or auto (hrnet when weights are given, else mediapipe)", "configure",
+          choices=("auto", "hrnet", "mediapipe")),
+    Param("hrnet_weights", "", "HRNet-W32 COCO weights (pose_hrnet_w32_256x192.pth) for the hrnet backend",
+          "configure"),
+    Param("device", "auto", "auto (CUDA when available), cpu, cuda or cuda:N", "configure"),
+    Param("precision", "auto", "auto (fp16 on CUDA, fp32 on CPU), fp32 or fp16", "configure",
+          choices=("auto", "fp32", "fp16")),
+    Param("torch_threads", 0, "CPU threads for PyTorch (0: PyTorch's default)", "configure", range=(0, 256)),
+    # inputs (read at activate)
+    Param("input_type", "raw", "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage on "
+          "<image_topic>/compressed", "activate", choices=("raw", "compressed")),
+    Param("image_topic", "image", "input image topic (relative: remap it or set it)", "activate"),
+    Param("camera_info_topic", "camera_info", "sensor_msgs/CameraInfo topic (intrinsics for metric placement)",
+          "activate"),
+    Param("use_camera_info", True, "use CameraInfo intrinsics when received (else default focal length and depth)",
+          "activate"),
+    Param("detections_topic", "", "optional petr_ros_msgs/PersonBoxes input (boxes with the image's stamp); "
+          "empty: the front end detects people itself", "activate"),
+    Param("output_qos_depth", 5, "history depth of the reliable output topics", "activate", range=(1, 100)),
+    Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", "activate", range=(0.1, 60.0)),
+    # cheap, dynamic
+    Param("min_person_score", 0.3, "people whose mean keypoint confidence is lower are not published",
+          range=(0.0, 1.0)),
+    Param("max_persons", 10, "publish at most this many people per frame (highest scores first)", range=(1, 100)),
+    Param("default_depth", 3.0, "metres from the camera to the pelvis when no CameraInfo is available",
+          range=(0.1, 100.0)),
+    Param("default_focal_length", 0.0, "focal length in pixels assumed without CameraInfo (0: a 60 degree "
+          "horizontal field of view)", range=(0.0, 100000.0)),
+    Param("tracking", True, "keep person ids across frames (petr_ros.tracking)"),
+    Param("tracking_iou_threshold", 0.3, "box overlap (IoU) for a detection to continue a track", range=(0.0, 1.0)),
+    Param("tracking_max_missed", 5, "frames a track survives unseen", range=(0, 1000)),
+    Param("smoothing", False, "One-Euro smoothing of joints, keypoints and rotations per tracked person "
+          "(needs tracking)"),
+    Param("smoothing_min_cutoff", 1.0, "One-Euro minimum cutoff frequency (Hz): lower is smoother",
+          range=(0.001, 100.0)),
+    Param("smoothing_beta", 0.05, "One-Euro speed coefficient: higher follows fast motion sooner", range=(0.0, 100.0)),
+    Param("publish_markers", True, "publish ~/markers (visualization_msgs/MarkerArray)"),
+    Param("publish_poses", True, "publish ~/poses (geometry_msgs/PoseArray, 17 joint frames per person)"),
+    Param("publish_skeletons", True, "publish ~/skeletons (petr_ros_msgs/SkeletonArray)"),
+    Param("publish_debug_image", False, "publish ~/debug_image (the input with the 2D keypoints drawn)"),
+    Param("publish_tf", False, "broadcast TF frames body_<id> and <joint>_<id> (needs tf2_ros)"),
+    Param("marker_joint_radius", 0.03, "joint sphere radius (m)", range=(0.001, 1.0)),
+    Param("marker_bone_width", 0.02, "bone line width (m)", range=(0.001, 1.0)),
+    Param("marker_lifetime", 0.5, "seconds a skeleton stays in RViz without an update", range=(0.0, 60.0)),
+    Param("marker_alpha", 1.0, "marker opacity", range=(0.0, 1.0)),
+)
+PARAM_BY_NAME = {p.name: p for p in PARAMS}
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def _descriptor(p: Param) -> ParameterDescriptor:
+    kinds = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+             float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+    extra = {"dynamic": "", "activate": " (read at activate)", "configure": " (read at configure)"}[p.when]
+    d = ParameterDescriptor(name=p.name, type=kinds[type(p.default)], description=p.description + extra)
+    if p.choices:
+        d.additional_constraints = "one of: " + ", ".join(p.choices)
+    if p.range is not None:
+        if isinstance(p.default, int) and not isinstance(p.default, bool):
+            d.integer_range = [IntegerRange(from_value=int(p.range[0]), to_value=int(p.range[1]), step=1)]
+        else:
+            d.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]), to_value=float(p.range[1]))]
+    return d
+
+
+def check_parameter(name: str, value: Any) -> str | None:
+    """Why `value` is not valid for parameter `name` (None when it is). Ranges and types are also enforced by
+    the descriptors; this adds choices, formats and files."""
+    p = PARAM_BY_NAME.get(name)
+    if p is None:
+        return None
+    if p.choices and value not in p.choices:
+        return f"{name} must be one of {', '.join(p.choices)}, got '{value}'"
+    if name == "device" and not _DEVICE_RE.match(str(value)):
+        return f"device must be auto, cpu, cuda or cuda:N, got '{value}'"
+    if name in ("image_topic", "camera_info_topic") and not str(value).strip():
+        return f"{name} must not be empty"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{name} must be finite, got {value}"
+    if p.range is not None and not isinstance(value, bool) and isinstance(value, (int, float)):
+        lo, hi = p.range
+        if not lo <= value <= hi:
+            return f"{name} must be in [{lo}, {hi}], got {value}"
+    return None
+
+
+# --- statistics ------------------------------------------------------------------------------------------------
+class Stats:
+    """Thread-safe counters, rates over a sliding window and latency percentiles, for /diagnostics."""
+
+    def __init__(self, window_s: float = 5.0, latency_samples: int = 500) -> None:
+        self._lock = threading.Lock()
+        self.window_s = window_s
+        self._received: deque[float] = deque()
+        self._processed: deque[float] = deque()
+        self._latency: deque[float] = deque(maxlen=latency_samples)
+        self.received = self.processed = self.dropped_stale = self.dropped_invalid = self.errors = 0
+        self.persons = 0
+
+    def _trim(self, q: deque[float], now: float) -> None:
+        while q and q[0] < now - self.window_s:
+            q.popleft()
+
+    def on_received(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self.received += 1
+            self._received.append(now)
+            self._trim(self._received, now)
+
+    def on_invalid(self) -> None:
+        with self._lock:
+            self.dropped_invalid += 1
+
+    def on_stale(self) -> None:
+        with self._lock:
+            self.dropped_stale += 1
+
+    def on_error(self) -> None:
+        with self._lock:
+            self.errors += 1
+
+    def on_processed(self, latency_s: float, persons: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self.processed += 1
+            self.persons = persons
+            self._processed.append(now)
+            self._trim(self._processed, now)
+            self._latency.append(latency_s)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            now = time.monotonic()
+            self._trim(self._received, now)
+            self._trim(self._processed, now)
+            lat = np.array(self._latency) * 1e3 if self._latency else np.array([np.nan])
+            return {
+                "input_rate_hz": len(self._received) / self.window_s,
+                "processed_rate_hz": len(self._processed) / self.window_s,
+                "received": self.received,
+                "processed": self.processed,
+                "dropped_stale": self.dropped_stale,
+                "dropped_invalid": self.dropped_invalid,
+                "errors": self.errors,
+                "latency_p50_ms": float(np.percentile(lat, 50)),
+                "latency_p95_ms": float(np.percentile(lat, 95)),
+                "persons": self.persons,
+            }
+
+
+@dataclass
+class Frame:
+    header: Header
+    rgb: np.ndarray
+    received: float  # time.monotonic() at the callback
+    intrinsics: Intrinsics | None
+    boxes: np.ndarray | None
+
+
+class LatestSlot:
+    """A one-item hand-off: put() replaces what is pending (returns True when it dropped an older item)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Frame | None = None
+        self._closed = False
+
+    def put(self, item: Frame) -> bool:
+        with self._cond:
+            dropped = self._item is not None
+            self._item = item
+            self._cond.notify()
+            return dropped
+
+    def get(self, timeout: float) -> Frame | None:
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._item = None
+            self._cond.notify_all()
+
+
+# --- the node ---------------------------------------------------------------------------------------------------
+class PetrNode(LifecycleNode):
+    """Monocular 3D human pose: images in; markers, joint frames, skeletons, diagnostics out (module docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._state = "unconfigured"
+        self._estimator: Any = None
+        self._tracker: Any = None
+        self._smoother: Any = None
+        self._pubs: dict[str, Any] = {}
+        self._subs: list[Any] = []
+        self._timer: Any = None
+        self._tf: Any = None
+        self._worker: threading.Thread | None = None
+        self._slot = LatestSlot()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # guards tracker/smoother swaps against the worker
+        self._intrinsics: Intrinsics | None = None
+        self._camera_info_size: tuple[int, int] = (0, 0)
+        self._boxes: deque[tuple[tuple[int, int], np.ndarray]] = deque(maxlen=30)
+        self.stats = Stats()
+        # Validation runs for the declared values too (params file, -p overrides): register before declaring.
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        for p in PARAMS:
+            self.declare_parameter(p.name, p.default, _descriptor(p))
+
+    # parameters ---------------------------------------------------------------------------------------------
+    def p(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for param in params:
+            spec = PARAM_BY_NAME.get(param.name)
+            if spec is None:
+                continue
+            reason = check_parameter(param.name, param.value)
+            if reason is None and spec.when == "configure" and self._state != "unconfigured":
+                reason = f"{param.name} is read at configure: deactivate and clean up the node before changing it"
+            if reason is None and spec.when == "activate" and self._state == "active":
+                reason = f"{param.name} is read at activate: deactivate the node before changing it"
+            if reason is not None:
+                return SetParametersResult(successful=False, reason=reason)
+        names = {p.name for p in params}
+        if self._state != "unconfigured" and names & {"tracking_iou_threshold", "tracking_max_missed",
+                                                       "smoothing_min_cutoff", "smoothing_beta"}:
+            values = {p.name: p.value for p in params}
+            self._make_filters(values)
+        return SetParametersResult(successful=True)
+
+    def _make_filters(self, override: dict[str, Any] | None = None) -> None:
+        """(Re)create the tracker and smoother from the current parameters (plus values being set)."""
+        from petr_ros.smoothing import PoseSmoother
+        from petr_ros.tracking import PersonTracker
+
+        v = {n: self.p(n) for n in ("tracking_iou_threshold", "tracking_max_missed", "smoothing_min_cutoff",
+                                     "smoothing_beta")}
+        v.update(override or {})
+        with self._lock:
+            self._tracker = PersonTracker(iou_threshold=v["tracking_iou_threshold"],
+                                          max_missed=v["tracking_max_missed"])
+            self._smoother = PoseSmoother(min_cutoff=v["smoothing_min_cutoff"], beta=v["smoothing_beta"])
+
+    # lifecycle ----------------------------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        log = self.get_logger()
+        try:
+            self._estimator = self._load_estimator()
+        except Exception as exc:  # noqa: BLE001 - every load problem becomes one clear error, not a traceback
+            log.error(f"configure failed: {exc}")
+            self._estimator = None
+            return TransitionCallbackReturn.FAILURE
+        self._make_filters()
+        self._state = "inactive"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _load_estimator(self) -> Any:
+        log = self.get_logger()
+        threads = int(self.p("torch_threads"))
+        import torch
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        lifter = self.p("lifter_checkpoint") or None
+        hrnet = self.p("hrnet_weights") or None
+        for label, path, expected in (
+            ("lifter_checkpoint", lifter, "a petr_ros lifter checkpoint (.pt) written by petr_train"),
+            ("hrnet_weights", hrnet, "the HRNet-W32 COCO weights pose_hrnet_w32_256x192.pth"),
+        ):
+            if path is not None and not Path(path).is_file():
+                raise FileNotFoundError(f"{label} file not found: '{path}' (expected {expected})")
+        from petr_ros.estimator import PoseEstimator
+
+        t0 = time.monotonic()
+        estimator = PoseEstimator(lifter_checkpoint=lifter, backend=self.p("backend"), hrnet_weights=hrnet,
+                                  device=self.p("device"), precision=self.p("precision"))
+        estimator.warmup()
+        log.info(f"model ready in {time.monotonic() - t0:.1f} s: backend {estimator.backend_name} "
+                 f"({estimator.backend_reason}), device {estimator.device}, torch threads {torch.get_num_threads()}")
+        return estimator
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        log = self.get_logger()
+        out_qos = QoSProfile(depth=int(self.p("output_qos_depth")), history=HistoryPolicy.KEEP_LAST,
+                             reliability=ReliabilityPolicy.RELIABLE)
+        self._pubs = {
+            "markers": self.create_publisher(MarkerArray, "~/markers", out_qos),
+            "poses": self.create_publisher(PoseArray, "~/poses", out_qos),
+            "skeletons": self.create_publisher(SkeletonArray, "~/skeletons", out_qos),
+            "debug_image": self.create_publisher(Image, "~/debug_image", out_qos),
+            "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics", 10),
+        }
+        self._tf = None
+        if self.p("publish_tf"):
+            self._tf = self._make_tf_broadcaster()
+        topic = self.p("image_topic")
+        if self.p("input_type") == "compressed":
+            topic = topic.rstrip("/") + "/compressed"
+            self._subs.append(self.create_subscription(CompressedImage, topic, self._on_image, qos_profile_sensor_data))
+        else:
+            self._subs.append(self.create_subscription(Image, topic, self._on_image, qos_profile_sensor_data))
+        if self.p("use_camera_info"):
+            self._subs.append(self.create_subscription(CameraInfo, self.p("camera_info_topic"), self._on_camera_info,
+                                                       qos_profile_sensor_data))
+        if self.p("detections_topic"):
+            self._subs.append(self.create_subscription(PersonBoxes, self.p("detections_topic"), self._on_boxes, 10))
+        self._stop.clear()
+        self._slot = LatestSlot()
+        self._worker = threading.Thread(target=self._work, name="petr_inference", daemon=True)
+        self._worker.start()
+        self._timer = self.create_timer(float(self.p("diagnostics_period")), self._publish_diagnostics)
+        self._state = "active"
+        resolved = self.resolve_topic_name(topic)
+        log.info(f"active: {self.p('input_type')} images on {resolved}, outputs on {self.get_fully_qualified_name()}"
+                 f"/{{markers,poses,skeletons}}; image conversion via "
+                 f"{'cv_bridge' if messages.uses_cv_bridge() else 'numpy (cv_bridge not importable)'}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _make_tf_broadcaster(self) -> Any:
+        try:
+            from tf2_ros import TransformBroadcaster
+        except ImportError:
+            self.get_logger().warning("publish_tf is true but tf2_ros is not importable here: no TF frames are "
+                                      "broadcast (the joint frames are still on ~/poses and ~/skeletons)")
+            return None
+        return TransformBroadcaster(self)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_io()
+        self._state = "inactive"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release_io(self) -> None:
+        # Order matters: no new frames, then the worker stops (it may be publishing), then the publishers go.
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        self._stop.set()
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        for pub in self._pubs.values():
+            self.destroy_publisher(pub)
+        self._pubs = {}
+        self._tf = None
+
+    def _release_model(self) -> None:
+        if self._estimator is not None:
+            self._estimator.close()
+        self._estimator = None
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_model()
+        self._tracker = self._smoother = None
+        self._intrinsics = None
+        self._state = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_io()
+        self._release_model()
+        self._state = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_io()
+        self._release_model()
+        self._state = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    # callbacks (executor thread) ----------------------------------------------------------------------------
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        received = time.monotonic()
+        self.stats.on_received()
+        try:
+            rgb = messages.image_msg_to_rgb(msg)
+        except ImageDecodeError as exc:
+            self.stats.on_invalid()
+            self.get_logger().warning(f"dropped an input image: {exc}", throttle_duration_sec=WARN_THROTTLE_S)
+            return
+        except Exception as exc:  # noqa: BLE001 - whatever a malformed message does, the node lives on
+            self.stats.on_invalid()
+            self.get_logger().warning(f"dropped an input image ({type(exc).__name__}: {exc})",
+                                      throttle_duration_sec=WARN_THROTTLE_S)
+            return
+        intrinsics = self._intrinsics_for(rgb.shape[1], rgb.shape[0])
+        frame = Frame(msg.header, rgb, received, intrinsics, self._boxes_for(msg.header))
+        if self._slot.put(frame):
+            self.stats.on_stale()
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            k = Intrinsics.from_k(msg.k, msg.width, msg.height)
+        except ValueError as exc:
+            self.get_logger().warning(f"ignoring CameraInfo: {exc}", throttle_duration_sec=30.0)
+            return
+        if self._intrinsics is None:
+            self.get_logger().info(f"camera intrinsics received: fx={k.fx:.1f} fy={k.fy:.1f} cx={k.cx:.1f} "
+                                   f"cy={k.cy:.1f} ({msg.width}x{msg.height}), used to place skeletons metrically")
+        self._intrinsics = k
+
+    def _intrinsics_for(self, width: int, height: int) -> Intrinsics | None:
+        k = self._intrinsics
+        if k is None or k.width <= 0 or k.height <= 0 or (k.width, k.height) == (width, height):
+            return k
+        # The image was resized or binned relative to the calibration: scale K with it.
+        sx, sy = width / k.width, height / k.height
+        return Intrinsics(k.fx * sx, k.fy * sy, k.cx * sx, k.cy * sy, width, height)
+
+    def _on_boxes(self, msg: PersonBoxes) -> None:
+        boxes = np.asarray(msg.boxes, np.float32)
+        if boxes.size % 4 or not np.all(np.isfinite(boxes)):
+            self.get_logger().warning(f"ignoring PersonBoxes with {boxes.size} values (need 4 finite per box)",
+                                      throttle_duration_sec=WARN_THROTTLE_S)
+            return
+        self._boxes.append(((msg.header.stamp.sec, msg.header.stamp.nanosec), boxes.reshape(-1, 4)))
+
+    def _boxes_for(self, header: Header) -> np.ndarray | None:
+        key = (header.stamp.sec, header.stamp.nanosec)
+        for stamp, boxes in reversed(self._boxes):
+            if stamp == key:
+                return boxes
+        return None
+
+    # worker thread --------------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            frame = self._slot.get(timeout=0.1)
+            if frame is None:
+                continue
+            try:
+                self._process(frame)
+            except Exception as exc:  # noqa: BLE001 - one bad frame must not end the worker
+                if not self.context.ok():  # Ctrl-C / shutdown while publishing: not a frame error
+                    return
+                self.stats.on_error()
+                self.get_logger().error(f"frame failed ({type(exc).__name__}: {exc})",
+                                        throttle_duration_sec=WARN_THROTTLE_S)
+
+    def _process(self, frame: Frame) -> None:
+        poses = self._estimator.estimate(frame.rgb, frame.boxes)
+        min_score = float(self.p("min_person_score"))
+        poses = [p for p in poses if p.score >= min_score and np.all(np.isfinite(p.joints3d))]
+        poses = sorted(poses, key=lambda p: -p.score)[: int(self.p("max_persons"))]
+        stamp_s = messages.stamp_to_sec(frame.header.stamp)
+        with self._lock:
+            if self.p("tracking"):
+                poses = self._tracker.update(poses)
+                if self.p("smoothing"):
+                    poses = self._smoother.update(poses, stamp_s if stamp_s > 0 else frame.received)
+            else:
+                poses = [dataclasses.replace(pose, person_id=i) for i, pose in enumerate(poses)]
+        h, w = frame.rgb.shape[:2]
+        persons = []
+        for pose in poses:
+            positions, metric = place_skeleton(pose.keypoints2d, pose.joints3d, frame.intrinsics, (w, h),
+                                               pose.confidences, float(self.p("default_depth")),
+                                               float(self.p("default_focal_length")))
+            persons.append(PlacedPerson(int(pose.person_id), positions, np.asarray(pose.rotations),
+                                        np.asarray(pose.keypoints2d), np.asarray(pose.confidences),
+                                        np.asarray(pose.box), float(pose.score), metric))
+        self._publish(frame, persons)
+        self.stats.on_processed(time.monotonic() - frame.received, len(persons))
+
+    def _publish(self, frame: Frame, persons: list[PlacedPerson]) -> None:
+        header = frame.header
+        pubs = self._pubs
+        if not pubs:
+            return
+        if self.p("publish_skeletons"):
+            pubs["skeletons"].publish(messages.skeleton_array(header, persons))
+        if self.p("publish_poses"):
+            pubs["poses"].publish(messages.pose_array(header, persons))
+        if self.p("publish_markers"):
+            pubs["markers"].publish(messages.marker_array(
+                header, persons, float(self.p("marker_joint_radius")), float(self.p("marker_bone_width")),
+                float(self.p("marker_lifetime")), float(self.p("marker_alpha"))))
+        if self.p("publish_debug_image"):
+            pubs["debug_image"].publish(messages.rgb_to_image_msg(messages.draw_keypoints(frame.rgb, persons), header))
+        if self._tf is not None and persons:
+            self._tf.sendTransform(messages.tf_transforms(header, persons))
+
+    def _publish_diagnostics(self) -> None:
+        pub = self._pubs.get("diagnostics")
+        if pub is None:
+            return
+        s = self.stats.snapshot()
+        level, message = DiagnosticStatus.OK, "ok"
+        if s["input_rate_hz"] == 0:
+            level, message = DiagnosticStatus.WARN, "no input images"
+        elif s["processed_rate_hz"] == 0:
+            level, message = DiagnosticStatus.WARN, "images arrive but none is processed"
+        est = self._estimator
+        values = dict(s)
+        values["backend"] = getattr(est, "backend_name", "")
+        values["device"] = str(getattr(est, "device", ""))
+        pub.publish(messages.diagnostic_array(self.get_clock().now().to_msg(), DIAGNOSTIC_NAME, level, message,
+                                              values, hardware_id=self.get_fully_qualified_name()))
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point: `petr_node --ros-args --params-file config/petr.yaml`. Exit code 1 when autostart fails."""
+    rclpy.init(args=args)
+    node: PetrNode | None = None
+    code = 0
+    try:
+        node = PetrNode()
+        if node.p("autostart"):
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().error("could not configure (see the error above): exiting")
+                return 1
+            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().error("could not activate: exiting")
+                return 1
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ParameterException as exc:  # a bad value in the params file or a -p override
+        print(f"[{NODE_NAME}] invalid parameter: {exc}", file=sys.stderr)
+        code = 2
+    finally:
+        if node is not None:
+            try:
+                node._release_io()
+                node.destroy_node()
+            except Exception as exc:  # noqa: BLE001 - the context may already be shut down by the signal handler
+                print(f"[{NODE_NAME}] shutdown: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if rclpy.ok():
+            rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
