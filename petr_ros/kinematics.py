@@ -589,16 +589,16 @@ _LEFT_CENTRE_LIMITS: dict[int, tuple[np.ndarray, tuple[tuple[float, float], ...]
     # z = abduction (towards the person's left) -0.6 (adduction across the midline) .. 1.2 (69 deg abduction).
     5: (_frame(_DOWN, _FRONT), ((-0.6, 1.2), _OPEN, (-0.6, 2.4))),
     # knee (calf): x = knee flexion (foot backwards) 0 .. 2.79 rad (thesis); z = varus/valgus and the sideways
-    # component that hip rotation puts into the swing-only thigh frame, +-0.5.
-    6: (_frame(_DOWN, _BACK), ((-0.5, 0.5), _OPEN, (0.0, 2.79))),
+    # component that hip rotation puts into the swing-only thigh frame, +-0.6.
+    6: (_frame(_DOWN, _BACK), ((-0.6, 0.6), _OPEN, (0.0, 2.79))),
     # pelvis -> spine: x = lumbar flexion (forwards) -0.5 .. 1.2, z = lateral bend +-0.6 (positions give identity:
     # the body frame's y axis is this bone).
     7: (_frame(_UP, _FRONT), ((-0.6, 0.6), _OPEN, (-0.5, 1.2))),
     # spine -> thorax: x = thoracic flexion -0.6 .. 1.0, z = lateral bend +-0.6.
     8: (_frame(_UP, _FRONT), ((-0.6, 0.6), _OPEN, (-0.6, 1.0))),
     # thorax -> neck/nose: the H3.6M nose sits in front of the thorax, so x (flexion) is usually positive:
-    # -0.8 .. 1.4; z = lateral neck bend +-0.8.
-    9: (_frame(_UP, _FRONT), ((-0.8, 0.8), _OPEN, (-0.8, 1.4))),
+    # -0.8 .. 1.6 (looking down); z = lateral neck bend +-0.8.
+    9: (_frame(_UP, _FRONT), ((-0.8, 0.8), _OPEN, (-0.8, 1.6))),
     # neck/nose -> head top: the head top is above and behind the nose (x negative at rest of a real person):
     # x -1.5 .. 1.0, z +-0.8.
     10: (_frame(_UP, _FRONT), ((-0.8, 0.8), _OPEN, (-1.5, 1.0))),
