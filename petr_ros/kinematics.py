@@ -428,19 +428,19 @@ def minimal_rotation(a: ArrayT, b: ArrayT) -> ArrayT:
 
 # --- Joint rotations and forward kinematics --------------------------------------------------------------------
 def _root_frame_t(joints: torch.Tensor) -> torch.Tensor:
-    """Body frame of docs/design.md: x = pelvis->left hip (orthogonalised), y = spine->pelvis, z = x cross y."""
+    """Body frame of docs/design.md: x = towards the left hip (orthogonalised), y = spine->pelvis, z = x cross y.
+
+    The sideways direction is taken from right hip to left hip: the same as pelvis->left hip when the pelvis is the
+    mid-hip (H3.6M, COCO-derived joints), and mirror symmetric and robust when it is not.
+    """
     pelvis, left_hip, right_hip, spine = joints[..., 0, :], joints[..., 4, :], joints[..., 1, :], joints[..., 7, :]
     down = pelvis - spine
     y = torch.where(
         (down * down).sum(-1, keepdim=True) > _TINY**2, _normalize(down), _const(np.array(_DOWN), down).expand_as(down)
     )
-
-    def orth(v: torch.Tensor) -> torch.Tensor:
-        return v - _dot(v, y)[..., None] * y
-
-    x_left, x_right = orth(left_hip - pelvis), orth(pelvis - right_hip)
-    # Fallbacks keep a valid rotation for degenerate input (e.g. an untrained network's collapsed pose).
-    x = torch.where((x_left * x_left).sum(-1, keepdim=True) > _TINY**2, x_left, x_right)
+    side = left_hip - right_hip
+    x = side - _dot(side, y)[..., None] * y
+    # Fallback keeps a valid rotation for degenerate input (e.g. an untrained network's collapsed pose).
     x = torch.where((x * x).sum(-1, keepdim=True) > _TINY**2, _normalize(x), _perpendicular(y))
     z = torch.linalg.cross(x, y, dim=-1)
     return torch.stack((x, y, z), dim=-1)
@@ -470,7 +470,8 @@ def _check_frame(frame: str) -> None:
 def joint_rotations(joints: ArrayT, frame: str = "global") -> ArrayT:
     """(..., 17, 3) joint positions -> (..., 17, 3, 3) joint rotations.
 
-    Root (0): the body frame from the hips and the spine (identity in the rest pose). Joint j >= 1: R_j maps
+    Root (0): the body frame from the hips and the spine (identity in the rest pose): x = right hip -> left hip
+    orthogonalised to y = spine -> pelvis, z = x cross y. Joint j >= 1: R_j maps
     REST_DIRECTIONS[j] onto the observed bone direction. Twist is not observable from positions; it is chosen
     minimal relative to the parent (R_j = R_parent @ minimal_rotation(rest_j, R_parent^T bone_j)), so the body's
     heading propagates down the limbs and local rotations are anatomically meaningful (see JOINT_ANGLE_LIMITS).
