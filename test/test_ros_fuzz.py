@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import diagnostics_values, image_msg, messi_rgb
 from diagnostic_msgs.msg import DiagnosticArray
+from petr_ros_msgs.msg import SkeletonArray
 from sensor_msgs.msg import CompressedImage, Image
 
 from petr_ros.image_codec import encode_compressed
-from petr_ros_msgs.msg import SkeletonArray
 
 N_BAD = 220
 

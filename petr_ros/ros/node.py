@@ -166,6 +166,7 @@ class Stats:
         self._received: deque[float] = deque()
         self._processed: deque[float] = deque()
         self._latency: deque[float] = deque(maxlen=latency_samples)
+        self._inference: deque[float] = deque(maxlen=latency_samples)
         self.received = self.processed = self.dropped_stale = self.dropped_invalid = self.errors = 0
         self.persons = 0
 
@@ -192,7 +193,7 @@ class Stats:
         with self._lock:
             self.errors += 1
 
-    def on_processed(self, latency_s: float, persons: int) -> None:
+    def on_processed(self, latency_s: float, persons: int, inference_s: float) -> None:
         with self._lock:
             now = time.monotonic()
             self.processed += 1
@@ -200,6 +201,7 @@ class Stats:
             self._processed.append(now)
             self._trim(self._processed, now)
             self._latency.append(latency_s)
+            self._inference.append(inference_s)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -207,6 +209,7 @@ class Stats:
             self._trim(self._received, now)
             self._trim(self._processed, now)
             lat = np.array(self._latency) * 1e3 if self._latency else np.array([np.nan])
+            inf = np.array(self._inference) * 1e3 if self._inference else np.array([np.nan])
             return {
                 "input_rate_hz": len(self._received) / self.window_s,
                 "processed_rate_hz": len(self._processed) / self.window_s,
@@ -217,6 +220,8 @@ class Stats:
                 "errors": self.errors,
                 "latency_p50_ms": float(np.percentile(lat, 50)),
                 "latency_p95_ms": float(np.percentile(lat, 95)),
+                "inference_p50_ms": float(np.percentile(inf, 50)),
+                "inference_mean_ms": float(np.mean(inf)),
                 "persons": self.persons,
             }
 
@@ -523,7 +528,9 @@ class PetrNode(LifecycleNode):
                                         throttle_duration_sec=WARN_THROTTLE_S)
 
     def _process(self, frame: Frame) -> None:
+        t0 = time.monotonic()
         poses = self._estimator.estimate(frame.rgb, frame.boxes)
+        inference_s = time.monotonic() - t0
         min_score = float(self.p("min_person_score"))
         poses = [p for p in poses if p.score >= min_score and np.all(np.isfinite(p.joints3d))]
         poses = sorted(poses, key=lambda p: -p.score)[: int(self.p("max_persons"))]
@@ -545,7 +552,7 @@ class PetrNode(LifecycleNode):
                                         np.asarray(pose.keypoints2d), np.asarray(pose.confidences),
                                         np.asarray(pose.box), float(pose.score), metric))
         self._publish(frame, persons)
-        self.stats.on_processed(time.monotonic() - frame.received, len(persons))
+        self.stats.on_processed(time.monotonic() - frame.received, len(persons), inference_s)
 
     def _publish(self, frame: Frame, persons: list[PlacedPerson]) -> None:
         header = frame.header
