@@ -327,7 +327,7 @@ def test_torch_gradients_are_correct() -> None:
         (K.joint_rotations, (t(K.winter_rest_pose(1.7) + 0.05 * rng.normal(size=(17, 3))),)),
     ]
     for fn, args in checks:
-        assert torch.autograd.gradcheck(fn, args, atol=1e-6), fn.__name__
+        assert torch.autograd.gradcheck(fn, args, atol=1e-6, fast_mode=True), fn.__name__
     # Gradients stay finite at the special points (zero rotation vector, identity, antiparallel directions).
     zero = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
     K.axis_angle_to_matrix(zero).sum().backward()
