@@ -22,8 +22,17 @@ _TINY = 1e-12
 _REDUCTIONS = ("mean", "none")
 
 
-def _pair(pred: Any, target: Any, tail: tuple[int | None, ...]) -> tuple[torch.Tensor, torch.Tensor, Any]:
-    """Validate two inputs of the same shape; returns (pred, target) as tensors and the output converter."""
+def _pair(
+    pred: Any, target: Any, tail: tuple[int | None, ...], dims: tuple[int, ...] = ()
+) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """Validate two inputs of the same shape; returns (pred, target) as tensors and the output converter.
+
+    dims: allowed sizes of the last axis where tail leaves it open (None).
+    """
+    for name, x in (("pred", pred), ("target", target)):
+        shape = tuple(np.shape(x)) if not isinstance(x, torch.Tensor) else tuple(x.shape)
+        if dims and (len(shape) < 2 or shape[-1] not in dims):
+            raise ValueError(f"{name} must have shape (..., J, {'|'.join(map(str, dims))}), got shape {shape}")
     if isinstance(pred, torch.Tensor) or isinstance(target, torch.Tensor):
         like = pred if isinstance(pred, torch.Tensor) else target
         p = _check_tensor(torch.as_tensor(pred, device=like.device), "pred", tail)
@@ -73,23 +82,26 @@ def _dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 # --- Position errors -------------------------------------------------------------------------------------------
 def per_joint_errors(pred: Any, target: Any, root: int | None = 0) -> Any:
-    """(..., J, D) -> (..., J) Euclidean error per joint after subtracting joint `root` (None: no alignment)."""
-    p, t, back = _pair(pred, target, (None, None))
+    """(..., J, D) -> (..., J) Euclidean error per joint after subtracting joint `root` (None: no alignment).
+
+    D = 3 (3D joints) or 2 (2D keypoints).
+    """
+    p, t, back = _pair(pred, target, (None, None), dims=(2, 3))
     return back(_dist(_root_relative(p, root), _root_relative(t, root)))
 
 
 def mpjpe(pred: Any, target: Any, root: int | None = 0, reduction: str = "mean") -> Any:
     """Mean per-joint position error (protocol 1): root-aligned at joint `root` (None: absolute positions).
 
-    reduction="none" returns the (..., J) per-joint errors.
+    reduction="none" returns the (..., J) per-joint errors. Points may be 3D or 2D (..., J, 2).
     """
-    p, t, back = _pair(pred, target, (None, None))
+    p, t, back = _pair(pred, target, (None, None), dims=(2, 3))
     return back(_reduce(_dist(_root_relative(p, root), _root_relative(t, root)), reduction))
 
 
 def n_mpjpe(pred: Any, target: Any, root: int | None = 0, reduction: str = "mean") -> Any:
-    """MPJPE after the scale-only alignment of each root-relative prediction: s = <p, t> / <p, p>."""
-    p, t, back = _pair(pred, target, (None, None))
+    """MPJPE after the scale-only alignment of each root-relative prediction: s = <p, t> / <p, p> (3D or 2D)."""
+    p, t, back = _pair(pred, target, (None, None), dims=(2, 3))
     p, t = _root_relative(p, root), _root_relative(t, root)
     scale = (p * t).sum((-1, -2), keepdim=True) / (p * p).sum((-1, -2), keepdim=True).clamp_min(_TINY)
     return back(_reduce(_dist(scale * p, t), reduction))
