@@ -120,6 +120,8 @@ def coco_to_h36m(keypoints: np.ndarray, scores: np.ndarray | None = None) -> tup
         sc = np.asarray(scores, dtype=np.float64)
         if sc.shape != kp.shape[:-1]:
             raise ValueError(f"scores must have shape {kp.shape[:-1]} to match keypoints {kp.shape}, got {sc.shape}")
+        if not np.isfinite(sc).all():
+            raise ValueError(f"scores (shape {sc.shape}) contain {int((~np.isfinite(sc)).sum())} NaN/inf values")
     out = np.empty_like(kp)
     out_sc = np.empty_like(sc)
     for h36m, coco in _COCO_DIRECT.items():
