@@ -170,7 +170,7 @@ def render_stick_video(
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     if not writer.isOpened():
         raise RuntimeError(f"cannot open a video writer for {tmp}")
-    colours = {"left": (40, 90, 230), "right": (230, 80, 40), "centre": (60, 200, 60)}  # BGR
+    colours = {"left": (230, 90, 40), "right": (40, 80, 230), "centre": (60, 200, 60)}  # BGR: left blue, right red
     thickness = max(1, round(6 * scale))
     try:
         for frame_kp in np.asarray(keypoints) * scale:

@@ -1,0 +1,185 @@
+"""`evaluate`: score a lifter checkpoint, or any other method's predictions, on Human3.6M-layout data.
+
+Metrics come from petr_ros.metrics (MPJPE, P-MPJPE, N-MPJPE in mm, MPBVE, geodesic rotation error in degrees),
+overall, per action (grouped: 'Walking 1' and 'Walking 2' -> 'Walking') and per joint, printed as a table and
+written as JSON. Joint rotations: PEBRT's own predicted global rotations; for PETR (positions only) the
+rotations are computed from the predicted positions with kinematics.joint_rotations, like the ground truth's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from petr_ros import kinematics, metrics
+from petr_ros.model.checkpoint import load_lifter
+from petr_ros.model.lifter import normalize_keypoints_2d
+from training import h36m
+
+METRIC_COLUMNS = (("mpjpe", "MPJPE mm"), ("p_mpjpe", "P-MPJPE mm"), ("n_mpjpe", "N-MPJPE mm"),
+                  ("mpbve", "MPBVE"), ("rotation_error_deg", "rot. err deg"))  # fmt: skip
+
+
+@torch.inference_mode()
+def run_lifter(
+    model: torch.nn.Module, keypoints2d: np.ndarray, device: str | torch.device = "cpu", batch_size: int = 2048
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Lift (N, 17, 2) pixel keypoints: (joints (N, 17, 3) metres, global rotations (N, 17, 3, 3) or None)."""
+    joints, rots = [], []
+    for start in range(0, len(keypoints2d), batch_size):
+        kp = torch.as_tensor(np.asarray(keypoints2d[start : start + batch_size], dtype=np.float32), device=device)
+        out = model(normalize_keypoints_2d(kp))
+        joints.append(out.joints3d.float().cpu().numpy())
+        if out.rotations is not None:
+            rots.append(out.rotations.float().cpu().numpy())
+    return np.concatenate(joints), (np.concatenate(rots) if rots else None)
+
+
+def score(
+    pred: np.ndarray, target: np.ndarray, actions: np.ndarray | None, rotations_pred: np.ndarray | None = None
+) -> dict[str, Any]:
+    """All metrics (mm / degrees) for metre inputs; rotations of the 16 bones (from positions when not given)."""
+    pred = np.asarray(pred, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    pred = pred - pred[:, :1]  # root-relative shape is what is scored
+    target = target - target[:, :1]
+    r_pred = rotations_pred if rotations_pred is not None else kinematics.joint_rotations(pred)
+    r_true = kinematics.joint_rotations(target)
+    return metrics.evaluate_poses(
+        pred * 1000.0, target * 1000.0,
+        actions=None if actions is None else [str(a) for a in actions],
+        rotations_pred=np.asarray(r_pred, dtype=np.float64)[:, 1:], rotations_true=r_true[:, 1:],
+    )  # fmt: skip
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike,
+    data_3d: str | os.PathLike,
+    data_2d: str | os.PathLike,
+    subjects: list[str] | tuple[str, ...] = h36m.TEST_SUBJECTS,
+    stride: int = 1,
+    device: str = "cpu",
+    save_predictions: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Score a lifter checkpoint on `subjects` of the npz pair; optionally save its predictions in the npz layout."""
+    model, ckpt = load_lifter(checkpoint, device=device)
+    samples = h36m.load_h36m_samples(data_3d, data_2d, subjects, stride=1 if save_predictions else stride)
+    pred, rots = run_lifter(model, samples.keypoints2d, device)
+    if save_predictions:
+        write_predictions(save_predictions, samples, pred)
+        keep = samples.frame % stride == 0
+        samples, pred, rots = samples.select(keep), pred[keep], (None if rots is None else rots[keep])
+    actions = np.array([h36m.action_group(a) for a in samples.action])
+    result = score(pred, samples.joints3d, actions, rots)
+    result["source"] = {"checkpoint": str(checkpoint), "variant": ckpt.config.variant, "data_3d": str(data_3d),
+                        "data_2d": str(data_2d), "subjects": list(subjects), "stride": stride}  # fmt: skip
+    return result
+
+
+def write_predictions(path: str | os.PathLike, samples: h36m.Samples, pred: np.ndarray) -> None:
+    """Predictions (N, 17, 3) of full-frame samples -> positions_3d[subject][action] = per-camera (F, 17, 3)."""
+    out: dict[str, dict[str, list[np.ndarray]]] = {}
+    for subject in np.unique(samples.subject):
+        out[str(subject)] = {}
+        for action in np.unique(samples.action[samples.subject == subject]):
+            sel = (samples.subject == subject) & (samples.action == action)
+            cams = []
+            for c in sorted(np.unique(samples.camera[sel])):
+                m = sel & (samples.camera == c)
+                order = np.argsort(samples.frame[m])
+                cams.append(pred[m][order].astype(np.float32))
+            out[str(subject)][str(action)] = cams
+    h36m.save_positions_3d(path, out)
+
+
+def evaluate_predictions(
+    predictions: str | os.PathLike,
+    data_3d: str | os.PathLike,
+    subjects: list[str] | tuple[str, ...] = h36m.TEST_SUBJECTS,
+    stride: int = 1,
+) -> dict[str, Any]:
+    """Score another method's predictions (positions_3d[subject][action] = per-camera (F, 17, 3) camera metres)."""
+    preds = h36m.load_predictions_3d(predictions)
+    truth = h36m.load_positions_3d(data_3d)
+    p_all, t_all, actions = [], [], []
+    for subject in subjects:
+        if subject not in preds:
+            raise ValueError(f"{predictions}: no predictions for subject {subject!r}")
+        if subject not in truth:
+            raise ValueError(f"{data_3d}: no ground truth for subject {subject!r}")
+        for action, views in preds[subject].items():
+            if action not in truth[subject]:
+                raise ValueError(f"{data_3d}: positions_3d[{subject!r}] has no action {action!r} (in {predictions})")
+            gt_views = h36m.camera_frame_poses(truth[subject][action], subject)
+            if len(views) > len(gt_views):
+                raise ValueError(f"{predictions}: {subject}/{action} has {len(views)} cameras, the data has 4")
+            for c, (p, t) in enumerate(zip(views, gt_views, strict=False)):
+                if p.shape[0] != t.shape[0]:
+                    raise ValueError(
+                        f"{predictions}: positions_3d[{subject!r}][{action!r}][camera {c}] has {p.shape[0]} frames, "
+                        f"the ground truth {t.shape[0]}"
+                    )
+                p_all.append(p[::stride])
+                t_all.append(t[::stride])
+                actions += [h36m.action_group(action)] * len(p[::stride])
+    if not p_all:
+        raise ValueError(f"{predictions}: nothing to score for subjects {list(subjects)}")
+    result = score(np.concatenate(p_all), np.concatenate(t_all), np.array(actions))
+    result["source"] = {"predictions": str(predictions), "data_3d": str(data_3d), "subjects": list(subjects),
+                        "stride": stride}  # fmt: skip
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Per-action and overall table (and the per-joint MPJPE), plain text."""
+    cols = [(k, name) for k, name in METRIC_COLUMNS if k in result]
+    lines = [f"{'action':<16}" + "".join(f"{name:>14}" for _, name in cols) + f"{'poses':>9}"]
+    for action, row in sorted(result.get("per_action", {}).items()):
+        lines.append(f"{action:<16}" + "".join(f"{row[k]:>14.3f}" if k == "mpbve" else f"{row[k]:>14.1f}"
+                                               for k, _ in cols) + f"{row['count']:>9}")  # fmt: skip
+    if "mean_over_actions" in result:
+        row = result["mean_over_actions"]
+        lines.append(f"{'mean (actions)':<16}" + "".join(f"{row[k]:>14.3f}" if k == "mpbve" else f"{row[k]:>14.1f}"
+                                                         for k, _ in cols))  # fmt: skip
+    lines.append(f"{'all poses':<16}" + "".join(f"{result[k]:>14.3f}" if k == "mpbve" else f"{result[k]:>14.1f}"
+                                                for k, _ in cols) + f"{result['num_poses']:>9}")  # fmt: skip
+    per_joint = result.get("per_joint", {}).get("mpjpe", {})
+    if per_joint:
+        lines.append("")
+        lines.append("MPJPE per joint (mm): " + ", ".join(f"{k} {v:.1f}" for k, v in per_joint.items()))
+    return "\n".join(lines)
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """CLI body of `petr_train evaluate`."""
+    if bool(args.checkpoint) == bool(args.predictions):
+        raise ValueError("give exactly one of --checkpoint or --predictions")
+    if args.stride < 1:
+        raise ValueError(f"--stride must be >= 1, got {args.stride}")
+    if args.checkpoint:
+        if not args.data_2d:
+            raise ValueError("--checkpoint needs --data-2d (the 2D keypoints the lifter reads)")
+        from training.train import resolve_device
+
+        device = resolve_device(args.device)
+        result = evaluate_checkpoint(
+            args.checkpoint, args.data_3d, args.data_2d, args.subjects, args.stride, str(device), args.save_predictions
+        )
+    else:
+        result = evaluate_predictions(args.predictions, args.data_3d, args.subjects, args.stride)
+    print(format_table(result))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(result, indent=2))
+        os.replace(tmp, path)
+        print(f"results: {path}")
+    return 0
+
