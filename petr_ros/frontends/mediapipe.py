@@ -82,7 +82,7 @@ class MediaPipeFrontEnd:
         min_detection_confidence: float = 0.5,
         min_tracking_confidence: float = 0.5,
         min_keypoint_score: float = 0.3,
-        detector: str = "none",
+        detector: str = "hog",
         max_people: int = 4,
         crop_padding: float = 0.25,
         smooth_landmarks: bool = True,
@@ -219,9 +219,16 @@ def _pad_box(box: np.ndarray, padding: float, width: int, height: int) -> tuple[
             min(height, int(np.ceil(y1 + ph))))  # fmt: skip
 
 
-def _same_person(a: Detection2D, b: Detection2D, tolerance: float = 0.15) -> bool:
-    """True when two detections put the confident keypoints in about the same places (median distance below
-    `tolerance` of the larger box's height): one person seen through two overlapping crops."""
+def _same_person(a: Detection2D, b: Detection2D, tolerance: float = 0.15, containment: float = 0.6) -> bool:
+    """True when two detections are one person seen through two overlapping crops: their keypoint boxes mostly
+    overlap (intersection over the smaller box above `containment`; a crop that cuts a person gives a partial
+    skeleton inside the full one), or their confident keypoints lie in about the same places (median distance
+    below `tolerance` of the larger box's height)."""
+    ix = max(0.0, float(min(a.box[2], b.box[2]) - max(a.box[0], b.box[0])))
+    iy = max(0.0, float(min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])))
+    smaller = min(float(np.prod(a.box[2:] - a.box[:2])), float(np.prod(b.box[2:] - b.box[:2])))
+    if smaller > 0 and ix * iy / smaller > containment:
+        return True
     both = (a.scores >= 0.3) & (b.scores >= 0.3)
     if both.sum() < 3:
         return False

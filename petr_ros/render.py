@@ -1,0 +1,335 @@
+"""Pictures of what petr_ros outputs, with matplotlib (Agg, headless) and plain arrays only (no ROS):
+
+* 2D keypoints over the image frame, per person and side;
+* the 3D skeletons in the camera frame with each joint's rotation drawn as a small RGB axis triad (the frame
+  a PoseArray shows in RViz);
+* a MarkerArray-like renderer (`MarkerPrimitive`: sphere lists and line lists with per-point colours), so the
+  markers a node published can be drawn the way RViz would show them;
+* side-by-side panels, contact sheets, PNG and GIF files (written atomically).
+
+3D axes: points are in the camera optical frame (x right, y down, z forward); plots show x to the right, depth z
+into the picture and -y up, so a standing person stands upright.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from petr_ros.kinematics import quaternion_to_matrix
+from petr_ros.skeleton import BONES, NUM_JOINTS, joint_side
+from petr_ros.validation import check_points
+
+AXIS_COLOURS = ((0.9, 0.1, 0.1, 1.0), (0.1, 0.75, 0.1, 1.0), (0.1, 0.3, 0.95, 1.0))  # joint x, y, z axes
+
+
+@dataclass
+class SkeletonView:
+    """One person as the node publishes it (fields of a petr_ros_msgs/Skeleton), as numpy arrays."""
+
+    person_id: int
+    positions: np.ndarray  # (17, 3) metres, camera optical frame
+    rotations: np.ndarray | None = None  # (17, 4) global joint rotations (x, y, z, w)
+    keypoints2d: np.ndarray | None = None  # (17, 2) pixels
+    confidences: np.ndarray | None = None  # (17,)
+    joint_colours: np.ndarray | None = None  # (17, 4) RGBA in [0, 1] (e.g. the node's marker colours)
+
+    def colours(self) -> np.ndarray:
+        """(17, 4) RGBA per joint: the given ones, else a tab10 hue per person, lighter left, darker right."""
+        if self.joint_colours is not None:
+            return np.asarray(self.joint_colours, np.float64)
+        import matplotlib
+
+        base = np.array(matplotlib.colormaps["tab10"](max(self.person_id, 0) % 10))
+        shade = {"left": 1.35, "centre": 1.0, "right": 0.65}
+        out = np.empty((NUM_JOINTS, 4))
+        for j in range(NUM_JOINTS):
+            out[j, :3] = np.clip(base[:3] * shade[joint_side(j)], 0.0, 1.0)
+            out[j, 3] = 1.0
+        return out
+
+
+@dataclass
+class MarkerPrimitive:
+    """One RViz-like marker from plain arrays: 'spheres' (points (N, 3), `scale` = diameter in metres) or
+    'lines' (points (2M, 3) taken in pairs as segments, `scale` = width in metres); colours (N, 4) RGBA."""
+
+    kind: str
+    points: np.ndarray
+    colours: np.ndarray
+    scale: float = 0.03
+    label: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("spheres", "lines"):
+            raise ValueError(f"marker kind must be 'spheres' or 'lines', got {self.kind!r}")
+        self.points = np.asarray(self.points, np.float64).reshape(-1, 3)
+        self.colours = np.asarray(self.colours, np.float64).reshape(-1, 4)
+        if len(self.colours) == 1:
+            self.colours = np.repeat(self.colours, len(self.points), axis=0)
+        if len(self.colours) != len(self.points):
+            raise ValueError(f"marker colours {self.colours.shape} must match its points {self.points.shape}")
+        if self.kind == "lines" and len(self.points) % 2:
+            raise ValueError(f"a line list needs an even number of points, got {len(self.points)}")
+
+
+def skeleton_primitives(skeleton: SkeletonView, joint_radius: float = 0.03, bone_width: float = 0.02,
+                        axis_length: float = 0.12) -> list[MarkerPrimitive]:  # fmt: skip
+    """The markers of one skeleton: joints (sphere list), bones (line list, child-side colour) and, when
+    rotations are known, the joint axes (line list, x red, y green, z blue)."""
+    pos = check_points(skeleton.positions, "positions", joints=NUM_JOINTS, dims=3, dtype=np.float64)
+    colours = skeleton.colours()
+    bone_points = np.stack([pos[[p, c]] for c, p in BONES]).reshape(-1, 3)
+    bone_colours = np.repeat(colours[[c for c, _ in BONES]], 2, axis=0)
+    out = [MarkerPrimitive("lines", bone_points, bone_colours, bone_width),
+           MarkerPrimitive("spheres", pos, colours, 2 * joint_radius)]  # fmt: skip
+    if skeleton.rotations is not None:
+        out.insert(1, axis_primitive(pos, skeleton.rotations, axis_length))
+    return out
+
+
+def axis_primitive(positions: np.ndarray, rotations: np.ndarray, length: float = 0.1) -> MarkerPrimitive:
+    """Joint frames as a line list: from each position, the columns of its rotation matrix times `length`."""
+    pos = check_points(positions, "positions", dims=3, dtype=np.float64)
+    rot = np.asarray(quaternion_to_matrix(np.asarray(rotations, np.float64)), np.float64)
+    if rot.shape != (len(pos), 3, 3):
+        raise ValueError(f"rotations must have shape ({len(pos)}, 4) to match positions {pos.shape}")
+    points, colours = [], []
+    for j in range(len(pos)):
+        for a in range(3):
+            points += [pos[j], pos[j] + length * rot[j, :, a]]
+            colours += [AXIS_COLOURS[a]] * 2
+    return MarkerPrimitive("lines", np.array(points), np.array(colours), 0.012)
+
+
+def _to_plot(points: np.ndarray) -> np.ndarray:
+    """Camera optical frame (x right, y down, z forward) -> plot axes (x right, z depth, -y up)."""
+    p = np.asarray(points, np.float64).reshape(-1, 3)
+    return np.stack([p[:, 0], p[:, 2], -p[:, 1]], axis=1)
+
+
+def setup_axes_3d(ax: object, limits: np.ndarray, elev: float = 12.0, azim: float = -62.0, title: str = "") -> None:
+    """Fix a 3D axes' view: camera-frame bounds `limits` (2, 3), equal metric scale on every axis, labels."""
+    lim = np.asarray(limits, np.float64)
+    lo, hi = _to_plot(lim[0])[0], _to_plot(lim[1])[0]
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_zlim(lo[2], hi[2])
+    ax.set_box_aspect(hi - lo)
+    ax.view_init(elev=elev, azim=azim)
+    # A 0.5 m grid without tick labels: the scale reads off the grid, and tick text is most of the drawing time.
+    from matplotlib.ticker import MultipleLocator, NullFormatter
+
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        axis.set_major_locator(MultipleLocator(0.5))
+        axis.set_major_formatter(NullFormatter())
+    ax.set_xlabel("x right", labelpad=-12, fontsize=8)
+    ax.set_ylabel("z depth", labelpad=-12, fontsize=8)
+    ax.set_zlabel("up (-y)", labelpad=-12, fontsize=8)
+    ax.tick_params(length=0, pad=0)
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def add_primitives_3d(ax: object, primitives: Sequence[MarkerPrimitive]) -> list[object]:
+    """Draw marker primitives on a matplotlib 3D axes, RViz-like; returns the artists (to remove them later)."""
+    from mpl_toolkits.mplot3d.art3d import Line3DCollection
+
+    artists: list[object] = []
+    for prim in primitives:
+        if not len(prim.points):
+            continue
+        pts = _to_plot(prim.points)
+        if prim.kind == "lines":
+            width = max(1.0, prim.scale * 120)  # metres -> points at the sizes these figures are drawn
+            coll = Line3DCollection(pts.reshape(-1, 2, 3), colors=prim.colours[::2], linewidths=width)
+            ax.add_collection3d(coll)
+            artists.append(coll)
+        else:
+            artists.append(ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c=prim.colours,
+                                      s=max(4.0, (prim.scale * 100) ** 2), depthshade=False, edgecolors="black",
+                                      linewidths=0.3))  # fmt: skip
+    return artists
+
+
+def draw_primitives_3d(ax: object, primitives: Sequence[MarkerPrimitive], elev: float = 12.0, azim: float = -62.0,
+                       limits: np.ndarray | None = None, title: str = "") -> list[object]:  # fmt: skip
+    """Clear a 3D axes and draw marker primitives with equal metric scale on every axis. `limits` (2, 3) min/max
+    in the camera frame fixes the view (e.g. over a whole video); else fitted to the primitives."""
+    ax.cla()
+    if limits is None:
+        everything = [p.points for p in primitives if len(p.points)]
+        limits = scene_limits(np.concatenate(everything) if everything else np.zeros((1, 3)))
+    setup_axes_3d(ax, limits, elev, azim, title)
+    return add_primitives_3d(ax, primitives)
+
+
+def scene_limits(points: np.ndarray, margin: float = 0.25, min_size: float = 1.0) -> np.ndarray:
+    """(2, 3) camera-frame bounds around points (N, 3) with a margin in metres, at least `min_size` per axis."""
+    p = np.asarray(points, np.float64).reshape(-1, 3)
+    p = p[np.all(np.isfinite(p), axis=1)]
+    if not len(p):
+        p = np.zeros((1, 3))
+    lo, hi = p.min(axis=0) - margin, p.max(axis=0) + margin
+    centre, half = (lo + hi) / 2, np.maximum((hi - lo) / 2, min_size / 2)
+    return np.stack([centre - half, centre + half])
+
+
+def add_keypoints_2d(ax: object, skeletons: Sequence[SkeletonView], min_confidence: float = 0.3) -> list[object]:
+    """Each person's 2D skeleton (bones coloured by side, joints as dots) and id over an image axes; returns the
+    artists."""
+    from matplotlib.collections import LineCollection
+
+    artists: list[object] = []
+    for sk in skeletons:
+        if sk.keypoints2d is None:
+            continue
+        kp = np.asarray(sk.keypoints2d, np.float64)
+        conf = np.ones(NUM_JOINTS) if sk.confidences is None else np.asarray(sk.confidences, np.float64)
+        colours = sk.colours()
+        bones = [(parent, child) for child, parent in BONES
+                 if conf[child] >= min_confidence and conf[parent] >= min_confidence]  # fmt: skip
+        if bones:
+            lines = LineCollection([kp[[p, c]] for p, c in bones], colors=[colours[c] for _, c in bones],
+                                   linewidths=2.0)  # fmt: skip
+            ax.add_collection(lines)
+            artists.append(lines)
+        good = conf >= min_confidence
+        artists.append(ax.scatter(kp[good, 0], kp[good, 1], c=colours[good], s=12, edgecolors="black",
+                                  linewidths=0.3, zorder=3))  # fmt: skip
+        top = kp[good].min(axis=0) if good.any() else kp.min(axis=0)
+        artists.append(ax.text(top[0], top[1] - 8, f"id {sk.person_id}", color="white", fontsize=7,
+                               bbox={"facecolor": colours[8][:3], "alpha": 0.8, "pad": 1, "edgecolor": "none"}))
+    return artists
+
+
+def draw_keypoints_2d(ax: object, image_rgb: np.ndarray, skeletons: Sequence[SkeletonView],
+                      min_confidence: float = 0.3, title: str = "") -> list[object]:  # fmt: skip
+    """Clear an axes and show the image with each person's 2D skeleton and id."""
+    ax.cla()
+    ax.imshow(image_rgb)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+    return add_keypoints_2d(ax, skeletons, min_confidence)
+
+
+class PanelRenderer:
+    """Renders [image with 2D keypoints | 3D skeletons with joint axes] panels to RGB arrays. One figure is
+    reused and, when the 3D limits are fixed, only the skeleton artists change between frames (GIF speed)."""
+
+    def __init__(self, width_px: int = 960, height_px: int = 360, dpi: int = 100) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        self.fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+        self.canvas = FigureCanvasAgg(self.fig)
+        self.ax2d = self.fig.add_axes((0.005, 0.0, 0.6, 0.93))
+        self.ax3d = self.fig.add_axes((0.585, -0.05, 0.40, 1.02), projection="3d")
+        self.fig.patch.set_facecolor("white")
+        self.ax2d.set_axis_off()
+        self._image: object | None = None
+        self._artists: list[object] = []
+        self._limits: np.ndarray | None = None
+        self._title = self.fig.suptitle("", fontsize=9, y=0.995)
+
+    def render(self, image_rgb: np.ndarray, skeletons: Sequence[SkeletonView], title: str = "",
+               primitives: Sequence[MarkerPrimitive] | None = None, limits: np.ndarray | None = None,
+               axis_length: float = 0.12) -> np.ndarray:  # fmt: skip
+        """One panel as (H, W, 3) uint8. `primitives`: markers to draw in 3D (default: from the skeletons);
+        `limits`: (2, 3) camera-frame bounds of the 3D view (default: fitted to this frame)."""
+        for artist in self._artists:
+            artist.remove()
+        self._artists = []
+        image = np.asarray(image_rgb)
+        if self._image is None or self._image.get_array().shape != image.shape:
+            self.ax2d.cla()
+            self.ax2d.set_axis_off()
+            self._image = self.ax2d.imshow(image)
+        else:
+            self._image.set_data(image)
+        self._artists += add_keypoints_2d(self.ax2d, skeletons)
+        if primitives is None:
+            primitives = [p for sk in skeletons for p in skeleton_primitives(sk, axis_length=axis_length)]
+        if limits is None:
+            everything = [p.points for p in primitives if len(p.points)]
+            limits = scene_limits(np.concatenate(everything) if everything else np.zeros((1, 3)))
+        limits = np.asarray(limits, np.float64)
+        if self._limits is None or not np.array_equal(limits, self._limits):
+            setup_axes_3d(self.ax3d, limits)
+            self._limits = limits
+        self._artists += add_primitives_3d(self.ax3d, primitives)
+        self._title.set_text(title)
+        self.canvas.draw()
+        return np.asarray(self.canvas.buffer_rgba())[:, :, :3].copy()
+
+
+def contact_sheet(panels: Sequence[np.ndarray], columns: int = 1, gap: int = 4) -> np.ndarray:
+    """Tile equally sized (H, W, 3) panels in a grid with white gaps."""
+    if not panels:
+        raise ValueError("contact_sheet needs at least one panel")
+    h, w = panels[0].shape[:2]
+    if any(p.shape != panels[0].shape for p in panels):
+        raise ValueError(f"all panels must have the shape {panels[0].shape}, got {[p.shape for p in panels]}")
+    rows = -(-len(panels) // columns)
+    sheet = np.full((rows * h + (rows - 1) * gap, columns * w + (columns - 1) * gap, 3), 255, np.uint8)
+    for i, panel in enumerate(panels):
+        r, c = divmod(i, columns)
+        sheet[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = panel
+    return sheet
+
+
+def _atomic_target(path: str | os.PathLike) -> tuple[Path, str]:
+    """A temporary file beside `path` (same file system, so os.replace is atomic), readable like a normal file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
+    return target, tmp
+
+
+def save_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
+    """Write an (H, W, 3) uint8 image as PNG, atomically."""
+    from PIL import Image
+
+    target, tmp = _atomic_target(path)
+    try:
+        Image.fromarray(np.ascontiguousarray(rgb)).save(tmp, format="PNG", optimize=True)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def save_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float = 8.0, scale: float = 1.0) -> Path:
+    """Write frames (H, W, 3) uint8 as a looping GIF at `fps`, optionally downscaled, atomically."""
+    from PIL import Image
+
+    if not frames:
+        raise ValueError("save_gif needs at least one frame")
+    images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
+    if scale != 1.0:
+        size = (max(1, round(images[0].width * scale)), max(1, round(images[0].height * scale)))
+        images = [im.resize(size, Image.Resampling.LANCZOS) for im in images]
+    # One shared palette keeps colours steady between frames and the file small.
+    palette = images[len(images) // 2].quantize(colors=128, method=Image.Quantize.MEDIANCUT)
+    images = [im.quantize(palette=palette, dither=Image.Dither.NONE) for im in images]
+    target, tmp = _atomic_target(path)
+    try:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], loop=0,
+                       duration=max(20, round(1000.0 / fps)), optimize=False)  # fmt: skip
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
