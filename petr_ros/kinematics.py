@@ -419,10 +419,7 @@ def minimal_rotation(a: ArrayT, b: ArrayT) -> ArrayT:
     tb, _ = _as_input(b, "b", (3,))
     if ta.dtype != tb.dtype:
         tb = tb.to(ta.dtype)
-    try:
-        torch.broadcast_shapes(ta.shape, tb.shape)
-    except RuntimeError:
-        raise ValueError(f"a and b must broadcast, got shapes {tuple(ta.shape)} and {tuple(tb.shape)}") from None
+    _broadcast(("a", ta, 1), ("b", tb, 1))
     return back(_minimal_rotation_t(ta, tb))
 
 
@@ -462,6 +459,19 @@ def _joint_rotations_t(joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return torch.stack(glob, dim=-3), torch.stack(local, dim=-3)
 
 
+def _broadcast(*items: tuple[str, torch.Tensor, int]) -> tuple[int, ...]:
+    """Common batch shape of (name, tensor, number of trailing non-batch dims) items, or a ValueError.
+
+    (np.broadcast_shapes, not torch's: torch.broadcast_shapes imports sympy on first use, about a second.)
+    """
+    shapes = [tuple(t.shape[: t.ndim - k]) for _, t, k in items]
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        desc = " and ".join(f"{name} {tuple(t.shape)}" for name, t, _ in items)
+        raise ValueError(f"batch dimensions must broadcast, got shapes {desc}") from None
+
+
 def _check_frame(frame: str) -> None:
     if frame not in ("global", "local"):
         raise ValueError(f"frame must be 'global' or 'local', got {frame!r}")
@@ -496,14 +506,14 @@ def forward_kinematics(rotations: ArrayT, lengths: Any, root: Any = None, frame:
     else:
         lens = torch.from_numpy(np.asarray(_check_numpy(lengths, "lengths", (NUM_BONES,)), dtype=np.float64))
         lens = lens.to(dtype=rot.dtype, device=rot.device)
-    batch = torch.broadcast_shapes(rot.shape[:-3], lens.shape[:-1])
+    batch = _broadcast(("rotations", rot, 3), ("lengths", lens, 1))
     if root is not None:
         if _is_torch(root):
             r0 = _check_tensor(root, "root", (3,)).to(rot.dtype)
         else:
             r0 = torch.from_numpy(np.asarray(_check_numpy(root, "root", (3,)), dtype=np.float64))
             r0 = r0.to(dtype=rot.dtype, device=rot.device)
-        batch = torch.broadcast_shapes(batch, r0.shape[:-1])
+        batch = _broadcast(("rotations", rot, 3), ("lengths", lens, 1), ("root", r0, 1))
     else:
         r0 = torch.zeros(3, dtype=rot.dtype, device=rot.device)
     rot = rot.expand(*batch, NUM_JOINTS, 3, 3)
