@@ -214,7 +214,7 @@ def evaluate_poses(
     p, t, _ = _pair(pred, target, (None, 3))
     if p.ndim != 3:
         raise ValueError(f"pred and target must have shape (N, J, 3), got shape {tuple(p.shape)}")
-    p, t = p.double(), t.double()
+    p, t = p.detach().cpu().double(), t.detach().cpu().double()  # a report, not a loss: any device, no graph
     n, j = p.shape[0], p.shape[1]
     if actions is not None and len(actions) != n:
         raise ValueError(f"actions must have one label per pose ({n}), got {len(actions)}")
@@ -232,8 +232,9 @@ def evaluate_poses(
         rp, rt, _ = _pair(rotations_pred, rotations_true, (None, 3, 3))
         if rp.ndim != 4 or rp.shape[0] != n:
             raise ValueError(f"rotations must have shape ({n}, K, 3, 3), got shape {tuple(rp.shape)}")
-        per_pose_joint["rotation_error_deg"] = rotation_error_deg(rp.double(), rt.double(), reduction="none").numpy()
-        per_pose_joint["rotation_matrix_mae"] = rotation_matrix_mae(rp.double(), rt.double(), reduction="none").numpy()
+        rp, rt = rp.detach().cpu().double(), rt.detach().cpu().double()
+        per_pose_joint["rotation_error_deg"] = rotation_error_deg(rp, rt, reduction="none").numpy()
+        per_pose_joint["rotation_matrix_mae"] = rotation_matrix_mae(rp, rt, reduction="none").numpy()
 
     result: dict[str, Any] = {"num_poses": int(n), "num_joints": int(j)}
     for name, values in per_pose_joint.items():

@@ -191,6 +191,10 @@ def test_evaluate_poses_reports_everything_as_json(poses: np.ndarray) -> None:
     assert result["mean_over_actions"]["mpjpe"] == pytest.approx(
         0.5 * (M.mpjpe(pred[walking], poses[walking]) + M.mpjpe(pred[~walking], poses[~walking]))
     )
+    # Torch input (even one that is part of a graph) gives the same report.
+    from_torch = M.evaluate_poses(torch.tensor(pred, requires_grad=True), torch.tensor(poses), actions=actions)
+    assert from_torch["p_mpjpe"] == pytest.approx(result["p_mpjpe"])
+    assert from_torch["per_action"]["Walking"]["mpbve"] == pytest.approx(result["per_action"]["Walking"]["mpbve"])
     # Other joint counts work for the position metrics (MPBVE needs the 17-joint skeleton).
     partial = M.evaluate_poses(pred[:, :5], poses[:, :5])
     assert "mpbve" not in partial and list(partial["per_joint"]["mpjpe"]) == [f"joint_{i}" for i in range(5)]
