@@ -114,15 +114,12 @@ def _check_tensor(x: torch.Tensor, name: str, tail: tuple[int | None, ...]) -> t
 
 
 def _check_numpy(x: Any, name: str, tail: tuple[int | None, ...]) -> np.ndarray:
-    if len(tail) >= 2 and tail[-1] is not None:
-        # (..., J, D) point sets go through the shared checker so the wording is the project's one.
-        arr = check_points(x, name, joints=tail[-2], dims=tail[-1])
-        if not _tail_ok(tuple(arr.shape), tail):
-            raise ValueError(f"{name} must have shape {_shape_text(tail)}, got shape {arr.shape}")
-        return arr
     arr = np.asarray(x)
     if arr.dtype == object or not _tail_ok(tuple(arr.shape), tail):
         raise ValueError(f"{name} must have shape {_shape_text(tail)}, got shape {arr.shape}")
+    if len(tail) >= 2 and tail[-1] is not None:
+        # Point sets go through the shared checker so the empty/NaN wording is the project's one.
+        return check_points(arr, name, joints=tail[-2], dims=tail[-1])
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}): at least one pose is needed")
     if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
