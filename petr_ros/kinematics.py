@@ -156,9 +156,11 @@ def _norm(v: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
 
 
 def _normalize(v: torch.Tensor) -> torch.Tensor:
-    """Unit vectors; zero vectors stay (almost exactly) zero."""
-    n = torch.sqrt((v * v).sum(-1, keepdim=True))
-    return v / n.clamp_min(_TINY)
+    """Unit vectors; zero vectors stay zero, with a zero gradient (not 1/_TINY) so a collapsed pose cannot blow up."""
+    n2 = (v * v).sum(-1, keepdim=True)
+    ok = n2 > _TINY * _TINY
+    n = torch.sqrt(torch.where(ok, n2, torch.ones_like(n2)))
+    return torch.where(ok, v / n, torch.zeros_like(v))
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -273,6 +273,10 @@ def test_degenerate_poses_still_give_rotations() -> None:
         R = K.joint_rotations(collapsed, frame)
         assert np.isfinite(R).all()
         np.testing.assert_allclose(np.linalg.det(R), 1, atol=1e-12)
+    # ... with finite, bounded gradients (an untrained network may output a collapsed pose).
+    t = torch.tensor(collapsed, requires_grad=True)
+    K.joint_rotations(t).sum().backward()
+    assert torch.isfinite(t.grad).all() and t.grad.abs().max() < 1e3
 
 
 def test_forward_kinematics_broadcasts_and_checks_its_inputs() -> None:
