@@ -17,6 +17,7 @@ Errors name the file, key, subject, action and camera that is missing or malform
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -62,12 +63,15 @@ def _load_npz_key(path: str | os.PathLike, key: str) -> object:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":  # npz files are zip archives; never unpickle anything else
+            raise ValueError(f"{path}: not an npz file (no zip header)")
     try:
         with np.load(path, allow_pickle=True) as npz:
             if key not in npz.files:
                 raise ValueError(f"{path}: missing key {key!r} (keys: {', '.join(npz.files) or 'none'})")
             value = npz[key]
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, pickle.UnpicklingError) as exc:
         raise ValueError(f"{path}: not a readable npz file ({exc})") from exc
     if value.dtype == object and value.shape == ():
         return value.item()

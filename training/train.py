@@ -274,7 +274,8 @@ def predict(model: nn.Module, dataset: Dataset, device: torch.device, batch_size
     was_training = model.training
     model.eval()
     outs = []
-    for inputs, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    # Its own generator: evaluating must not advance the global RNG (resumed runs must match uninterrupted ones).
+    for inputs, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator()):
         outs.append(model(inputs.to(device)).joints3d.float().cpu())
     model.train(was_training)
     return torch.cat(outs).numpy() if outs else np.zeros((0, 17, 3), np.float32)
@@ -415,7 +416,13 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state.get("scaler", {}) or scaler.state_dict())
-        _set_rng_state(state["rng"], rt.device)
+        rng_states = state["rng"]
+        if len(rng_states) != rt.world_size:
+            raise ValueError(
+                f"{cfg.resume} was written by {len(rng_states)} process(es); resume it with the same number "
+                f"(this run has {rt.world_size}) to continue bit for bit"
+            )
+        _set_rng_state(rng_states[rt.rank], rt.device)
         history = [dict(row) for row in state["history"]]
         start_epoch = int(state["epoch"])
         best = float(state.get("best_val_mpjpe_mm", math.inf))
@@ -497,6 +504,11 @@ def train(
                 "epoch_seconds": round(seconds, 3),
                 "samples_per_second": round(seen / max(seconds, 1e-9), 1),
             }
+            # Every process's RNG state goes into the checkpoint, so a resumed DDP run continues each one exactly.
+            rng_states = [_rng_state(rt.device)]
+            if rt.distributed:
+                rng_states = [None] * rt.world_size
+                dist.all_gather_object(rng_states, _rng_state(rt.device))
             if rt.is_main:
                 pred = predict(model, val, rt.device)
                 row["val_mpjpe_mm"] = float(metrics.mpjpe(pred, val_target)) * 1000.0
@@ -506,7 +518,7 @@ def train(
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
-                    "rng": _rng_state(rt.device),
+                    "rng": rng_states,
                     "history": history,
                     "best_val_mpjpe_mm": min(best, row["val_mpjpe_mm"]),
                 }
