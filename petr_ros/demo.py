@@ -22,6 +22,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,6 +71,8 @@ class DemoConfig:
     video: Path = field(default_factory=default_video)
     output: Path = Path("outputs/demo")
     frames: int = 60
+    first_frame: int = 0
+    last_frame: int = -1  # -1: the end of the video
     width: int = 960
     domain_id: int = -1  # -1: a private one derived from the process id
     node_params: dict[str, str] = field(default_factory=dict)
@@ -78,6 +81,7 @@ class DemoConfig:
     gif_frames: int = 30
     sheet_frames: int = 6
     record_images: bool = True
+    from_bag: Path | None = None  # only draw the pictures from this bag
 
 
 @dataclass
@@ -91,9 +95,11 @@ class Frame:
 
 
 # --- video ------------------------------------------------------------------------------------------------------
-def read_frames(path: Path, count: int, width: int) -> tuple[list[tuple[int, np.ndarray]], float, tuple[int, int]]:
-    """`count` frames evenly spread over the video, as RGB downscaled to `width` px (never upscaled).
-    Returns ([(frame index, rgb)], fps, (original width, height))."""
+def read_frames(path: Path, count: int, width: int, first: int = 0, last: int = -1) -> tuple[
+    list[tuple[int, np.ndarray]], float, tuple[int, int]
+]:
+    """`count` frames evenly spread over video frames first..last (-1: the end), as RGB downscaled to `width` px
+    (never upscaled). Returns ([(frame index, rgb)], fps, (original width, height))."""
     import cv2
 
     if not path.is_file():
@@ -107,7 +113,11 @@ def read_frames(path: Path, count: int, width: int) -> tuple[list[tuple[int, np.
         size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         if total <= 0:
             raise ValueError(f"video {path} reports no frames")
-        wanted = sorted(set(np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist()))
+        last = total - 1 if last < 0 else min(last, total - 1)
+        if not 0 <= first <= last:
+            raise ValueError(f"frame range {first}..{last} is empty or outside the video's 0..{total - 1}")
+        span = last - first + 1
+        wanted = sorted(set(np.linspace(first, last, min(count, span)).round().astype(int).tolist()))
         out: list[tuple[int, np.ndarray]] = []
         index = 0
         for target in wanted:
@@ -167,52 +177,6 @@ def private_domain_id() -> int:
     return 150 + os.getpid() % 50
 
 
-# --- bag --------------------------------------------------------------------------------------------------------
-class McapRecorder:
-    """A rosbag2 MCAP recorder for serialised messages (rosbags, Kilted typestore + petr_ros_msgs)."""
-
-    def __init__(self, path: Path) -> None:
-        from rosbags.rosbag2 import StoragePlugin, Writer
-        from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-
-        self.typestore = get_typestore(Stores.ROS2_KILTED)
-        msg_dir = _petr_msgs_dir()
-        types: dict[str, Any] = {}
-        for name in ("Skeleton", "SkeletonArray", "PersonBoxes"):
-            types.update(get_types_from_msg((msg_dir / f"{name}.msg").read_text(), f"petr_ros_msgs/msg/{name}"))
-        self.typestore.register(types)
-        if path.exists():
-            import shutil
-
-            shutil.rmtree(path)
-        self.path = path
-        self.writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
-        self.writer.open()
-        self.connections: dict[str, Any] = {}
-        self.counts: dict[str, int] = {}
-
-    def add(self, topic: str, msgtype: str) -> None:
-        self.connections[topic] = self.writer.add_connection(topic, msgtype, typestore=self.typestore)
-        self.counts[topic] = 0
-
-    def write(self, topic: str, raw: bytes, log_time_ns: int) -> None:
-        self.writer.write(self.connections[topic], log_time_ns, bytes(raw))
-        self.counts[topic] += 1
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def _petr_msgs_dir() -> Path:
-    """Folder of the petr_ros_msgs .msg files: the source tree's msg/, else the installed share folder."""
-    local = REPO / "msg"
-    if (local / "SkeletonArray.msg").is_file():
-        return local
-    from ament_index_python.packages import get_package_share_directory
-
-    return Path(get_package_share_directory("petr_ros_msgs")) / "msg"
-
-
 # --- the run ----------------------------------------------------------------------------------------------------
 def node_environment(cfg: DemoConfig, out: Path) -> tuple[dict[str, str], int]:
     """Environment of the node process (and of this one's ROS context): a private domain, localhost discovery,
@@ -242,18 +206,19 @@ def run_through_node(cfg: DemoConfig, frames: list[Frame], out: Path, node_proc:
                      t_start: float) -> dict[str, Any]:  # fmt: skip
     """Stream the frames to the running node one at a time and record its outputs; fills each Frame's messages.
     Stops the node at the end (or on any error)."""
-    import cv2
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseArray
     from petr_ros_msgs.msg import SkeletonArray
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from rclpy.serialization import deserialize_message, serialize_message
+    from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import CompressedImage, Image
     from std_msgs.msg import Header
     from visualization_msgs.msg import MarkerArray
 
+    from petr_ros.image_codec import encode_compressed
+    from petr_ros.ros.bag import BagWriter
     from petr_ros.ros.messages import rgb_to_image_msg
 
     context = rclpy.Context()
@@ -261,18 +226,22 @@ def run_through_node(cfg: DemoConfig, frames: list[Frame], out: Path, node_proc:
     ros_node = rclpy.create_node("petr_demo_player", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(ros_node)
-    recorder = McapRecorder(out / "demo_bag")
+    bag_path = out / "demo_bag"
+    if bag_path.exists():
+        shutil.rmtree(bag_path)  # the previous run's bag: this folder is the demo's own output
+    recorder = BagWriter(bag_path).__enter__()
+    bag_ok = False
     by_stamp = {f.stamp_ns: f for f in frames}
     diagnostics: list[Any] = []
     try:
         reliable = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
         image_pub = ros_node.create_publisher(Image, IMAGE_TOPIC, reliable)
         if cfg.record_images:
-            recorder.add(RECORDED_IMAGE_TOPIC, "sensor_msgs/msg/CompressedImage")
+            recorder.add_topic(RECORDED_IMAGE_TOPIC, "sensor_msgs/msg/CompressedImage")
         classes = {"skeletons": SkeletonArray, "markers": MarkerArray, "poses": PoseArray,
                    "diagnostics": DiagnosticArray}  # fmt: skip
         for key, (topic, msgtype) in list(OUTPUT_TOPICS.items()) + [("diagnostics", DIAGNOSTICS_TOPIC)]:
-            recorder.add(topic, msgtype)
+            recorder.add_topic(topic, msgtype)
             cls = classes[key]
 
             def on_raw(raw: bytes, key: str = key, topic: str = topic, cls: Any = cls) -> None:
@@ -325,12 +294,10 @@ def run_through_node(cfg: DemoConfig, frames: list[Frame], out: Path, node_proc:
             msg = rgb_to_image_msg(frame.rgb, header)
             frame.published_s = time.monotonic()
             image_pub.publish(msg)
-            if cfg.record_images:
-                bgr = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
-                ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
-                if ok:
-                    cmsg = CompressedImage(header=header, format="rgb8; jpeg compressed bgr8", data=jpeg.tobytes())
-                    recorder.write(RECORDED_IMAGE_TOPIC, serialize_message(cmsg), frame.stamp_ns)
+            if cfg.record_images:  # a JPEG copy of the input, so the bag alone replays video + skeletons
+                jpeg = encode_compressed(frame.rgb, "jpeg", quality=80)
+                recorder.write(RECORDED_IMAGE_TOPIC, CompressedImage(header=header, format="jpeg", data=jpeg),
+                               frame.stamp_ns)  # fmt: skip
             answered = spin_until(lambda f=frame: f.answered_s is not None, cfg.frame_timeout_s)
             if not node_proc.alive():
                 raise RuntimeError(f"{NODE_NAME} exited during the run; its log ({node_proc.log_path}):\n"
@@ -344,8 +311,10 @@ def run_through_node(cfg: DemoConfig, frames: list[Frame], out: Path, node_proc:
         stream_s = time.monotonic() - t_stream
         # Markers and poses of the last frame, and one more /diagnostics message.
         spin_until(lambda: all(k in frames[-1].messages for k in OUTPUT_TOPICS) and bool(diagnostics), 1.5)
+        bag_ok = True
     finally:
-        recorder.close()
+        # The bag goes into place only when complete (BagWriter renames it on a clean exit).
+        recorder.__exit__(None if bag_ok else RuntimeError, None, None)
         executor.shutdown()
         ros_node.destroy_node()
         rclpy.try_shutdown(context=context)
@@ -358,6 +327,7 @@ def run_through_node(cfg: DemoConfig, frames: list[Frame], out: Path, node_proc:
         "node_startup_s": startup_s,
         "stream_s": stream_s,
         "bag_counts": dict(recorder.counts),
+        "bag": str(bag_path),
         "node_diagnostics": diagnostic_values(diagnostics[-1]) if diagnostics else {},
         "node_log": str(node_proc.log_path),
         "node_model_line": model_line.split("]: ")[-1] if model_line else "",
@@ -414,13 +384,18 @@ def render_outputs(cfg: DemoConfig, frames: list[Frame], out: Path, fps: float) 
         raise RuntimeError("the node answered no frame: nothing to draw (see node.log)")
     all_positions = [np.array([[p.x, p.y, p.z] for p in sk.positions])
                      for f in answered for sk in f.messages["skeletons"].skeletons]  # fmt: skip
-    limits = scene_limits(np.concatenate(all_positions)) if all_positions else None
+    limits = None
+    if all_positions:
+        # One view for the whole clip (no jumping axes), robust to a stray skeleton.
+        pts = np.concatenate(all_positions)
+        limits = scene_limits(np.stack([np.percentile(pts, 1, axis=0), np.percentile(pts, 99, axis=0)]))
     renderer = PanelRenderer()
+    t0_ns = frames[0].stamp_ns - round(frames[0].index * 1e9 / fps)
 
     def panel(frame: Frame) -> np.ndarray:
         views, prims = views_from_messages(frame)
-        seconds = frame.index / fps
-        title = (f"video frame {frame.index} (t = {seconds:.2f} s): {len(views)} "
+        seconds = (frame.stamp_ns - t0_ns) / 1e9
+        title = (f"frame {frame.index} (t = {seconds:.2f} s): {len(views)} "
                  f"{'person' if len(views) == 1 else 'people'}   |   3D: camera frame, joint axes x/y/z = r/g/b")
         return renderer.render(frame.rgb, views, title=title, primitives=prims, limits=limits)
 
@@ -436,6 +411,38 @@ def render_outputs(cfg: DemoConfig, frames: list[Frame], out: Path, fps: float) 
     gif = save_gif(out / "demo.gif", gif_frames, fps=gif_fps, scale=0.75)
     LOG.info("wrote %s (%d frames)", gif, len(gif_frames))
     return {"png": str(png), "gif": str(gif)}
+
+
+def frames_from_bag(bag: Path, image_topic: str = RECORDED_IMAGE_TOPIC) -> tuple[list[Frame], float]:
+    """Frames (input JPEG + the node's outputs, matched by header stamp) of a bag the demo (or petr_bag_record,
+    with a CompressedImage topic) recorded; returns them with the frame rate estimated from the stamps."""
+    from petr_ros.image_codec import decode_compressed
+    from petr_ros.ros.bag import read_bag
+
+    topics = {topic: key for key, (topic, _) in OUTPUT_TOPICS.items()}
+    frames: dict[int, Frame] = {}
+    outputs: list[tuple[str, int, Any]] = []
+    for m in read_bag(bag, topics=[image_topic, *topics]):
+        msg = m.msg
+        if m.topic == image_topic:
+            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            frames[stamp] = Frame(len(frames), stamp, decode_compressed(msg.format, msg.data))
+        else:
+            header = msg.markers[0].header if m.topic.endswith("markers") and msg.markers else getattr(
+                msg, "header", None)  # fmt: skip
+            if header is not None:
+                outputs.append((topics[m.topic], header.stamp.sec * 1_000_000_000 + header.stamp.nanosec, msg))
+    if not frames:
+        raise ValueError(f"bag {bag} has no {image_topic} messages to draw the skeletons over")
+    for key, stamp, msg in outputs:
+        if stamp in frames:
+            frames[stamp].messages[key] = msg
+    ordered = [frames[k] for k in sorted(frames)]
+    for i, frame in enumerate(ordered):
+        frame.index = i
+    steps = np.diff([f.stamp_ns for f in ordered]) / 1e9
+    fps = float(1.0 / np.median(steps)) if len(steps) and np.median(steps) > 0 else 10.0
+    return ordered, fps
 
 
 # --- summary ----------------------------------------------------------------------------------------------------
@@ -472,7 +479,7 @@ def summarise(cfg: DemoConfig, frames: list[Frame], run: dict[str, Any], fps: fl
         "node_model_line": run["node_model_line"],
         "node_diagnostics": run["node_diagnostics"],
         "ros_domain_id": run["domain_id"],
-        "bag": str(cfg.output / "demo_bag"),
+        "bag": run["bag"],
         "bag_messages": run["bag_counts"],
         "pictures": pictures,
         "node_log": run["node_log"],
@@ -515,6 +522,14 @@ def _write_atomic(path: Path, text: str) -> None:
             os.unlink(tmp)
 
 
+def render_bag(cfg: DemoConfig, bag: Path) -> dict[str, str]:
+    """Only the pictures, from a recorded bag (no node run): demo.png and demo.gif in cfg.output."""
+    cfg.output.mkdir(parents=True, exist_ok=True)
+    frames, fps = frames_from_bag(bag)
+    LOG.info("%d frames in %s (%.1f fps)", len(frames), bag, fps)
+    return render_outputs(cfg, frames, cfg.output, fps)
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """The whole job; returns the summary (also written to cfg.output)."""
     t0 = time.monotonic()
@@ -527,7 +542,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     node_proc, domain = start_node(cfg, out)
     try:
         LOG.info("reading %d frames of %s while the node starts ...", cfg.frames, cfg.video)
-        raw, fps, size = read_frames(cfg.video, cfg.frames, cfg.width)
+        raw, fps, size = read_frames(cfg.video, cfg.frames, cfg.width, cfg.first_frame, cfg.last_frame)
         start_ns = time.time_ns() // 1_000_000 * 1_000_000  # a realistic stamp base; frame times follow the video
         frames = [Frame(i, start_ns + round(i * 1e9 / fps), rgb) for i, rgb in raw]
         LOG.info("%d frames (video frames %d..%d of a %dx%d, %.0f fps clip), published at %dx%d",
@@ -551,11 +566,15 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
     parser.add_argument("--video", type=Path, default=default_video(), help="video file (any OpenCV can read)")
     parser.add_argument("--output", type=Path, default=Path("outputs/demo"), help="output folder")
     parser.add_argument("--frames", type=int, default=60, help="frames to send, evenly spread over the video")
+    parser.add_argument("--first-frame", type=int, default=0, help="first video frame to sample")
+    parser.add_argument("--last-frame", type=int, default=-1, help="last video frame to sample (-1: the end)")
     parser.add_argument("--width", type=int, default=960, help="downscale frames to this width (px) before sending")
     parser.add_argument("--domain-id", type=int, default=-1, help="ROS_DOMAIN_ID (-1: a private one)")
     parser.add_argument("--gif-frames", type=int, default=30, help="frames in demo.gif")
     parser.add_argument("--sheet-frames", type=int, default=6, help="panels in demo.png")
     parser.add_argument("--frame-timeout", type=float, default=5.0, help="seconds to wait for each answer")
+    parser.add_argument("--from-bag", type=Path, default=None,
+                        help="only draw demo.png/demo.gif from a bag this demo recorded (no node run)")
     parser.add_argument("--no-record-images", action="store_true", help="do not put the input frames in the bag")
     parser.add_argument("--lifter-checkpoint", default="", help="lifter .pt (default: the one shipped)")
     parser.add_argument("--hrnet-weights", default="", help="HRNet-W32 COCO weights: use the hrnet backend")
@@ -573,16 +592,20 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
         key, value = item.split(":=", 1)
         params[key.strip()] = value.strip()
     return DemoConfig(video=args.video, output=args.output, frames=args.frames, width=args.width,
+                      first_frame=args.first_frame, last_frame=args.last_frame,
                       domain_id=args.domain_id, node_params=params, frame_timeout_s=args.frame_timeout,
                       gif_frames=args.gif_frames, sheet_frames=args.sheet_frames,
-                      record_images=not args.no_record_images)  # fmt: skip
+                      record_images=not args.no_record_images, from_bag=args.from_bag)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[petr_demo %(asctime)s] %(message)s", datefmt="%H:%M:%S")
     cfg = parse_args(argv)
     try:
-        run_demo(cfg)
+        if cfg.from_bag is not None:
+            render_bag(cfg, cfg.from_bag)
+        else:
+            run_demo(cfg)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         LOG.error("%s", exc)
         return 1

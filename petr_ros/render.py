@@ -147,13 +147,13 @@ def add_primitives_3d(ax: object, primitives: Sequence[MarkerPrimitive]) -> list
             continue
         pts = _to_plot(prim.points)
         if prim.kind == "lines":
-            width = max(1.0, prim.scale * 120)  # metres -> points at the sizes these figures are drawn
+            width = max(0.8, prim.scale * 100)  # metres -> points at the sizes these figures are drawn
             coll = Line3DCollection(pts.reshape(-1, 2, 3), colors=prim.colours[::2], linewidths=width)
             ax.add_collection3d(coll)
             artists.append(coll)
         else:
             artists.append(ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c=prim.colours,
-                                      s=max(4.0, (prim.scale * 100) ** 2), depthshade=False, edgecolors="black",
+                                      s=max(4.0, (prim.scale * 70) ** 2), depthshade=False, edgecolors="black",
                                       linewidths=0.3))  # fmt: skip
     return artists
 
@@ -170,7 +170,7 @@ def draw_primitives_3d(ax: object, primitives: Sequence[MarkerPrimitive], elev: 
     return add_primitives_3d(ax, primitives)
 
 
-def scene_limits(points: np.ndarray, margin: float = 0.25, min_size: float = 1.0) -> np.ndarray:
+def scene_limits(points: np.ndarray, margin: float = 0.15, min_size: float = 1.0) -> np.ndarray:
     """(2, 3) camera-frame bounds around points (N, 3) with a margin in metres, at least `min_size` per axis."""
     p = np.asarray(points, np.float64).reshape(-1, 3)
     p = p[np.all(np.isfinite(p), axis=1)]
@@ -224,14 +224,14 @@ class PanelRenderer:
     """Renders [image with 2D keypoints | 3D skeletons with joint axes] panels to RGB arrays. One figure is
     reused and, when the 3D limits are fixed, only the skeleton artists change between frames (GIF speed)."""
 
-    def __init__(self, width_px: int = 960, height_px: int = 360, dpi: int = 100) -> None:
+    def __init__(self, width_px: int = 1000, height_px: int = 400, dpi: int = 100) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
         self.fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
         self.canvas = FigureCanvasAgg(self.fig)
-        self.ax2d = self.fig.add_axes((0.005, 0.0, 0.6, 0.93))
-        self.ax3d = self.fig.add_axes((0.585, -0.05, 0.40, 1.02), projection="3d")
+        self.ax2d = self.fig.add_axes((0.005, 0.0, 0.56, 0.93))
+        self.ax3d = self.fig.add_axes((0.545, -0.07, 0.46, 1.06), projection="3d")
         self.fig.patch.set_facecolor("white")
         self.ax2d.set_axis_off()
         self._image: object | None = None
