@@ -31,7 +31,8 @@ FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 DEFAULT_LIFTER_PATH = Path(__file__).resolve().parent.parent / "data" / "petr_lifter_cmu.pt"
 MAKE_LIFTER_HINT = (
-    "train one with `petr_train` (python -m training.cli; see docs/training.md) or pass lifter_checkpoint=<path>"
+    "make the shipped default with `petr_train shipped` (python -m training.cli shipped), train one with "
+    "`petr_train train` (see docs/training.md), or pass lifter_checkpoint=<path>"
 )
 
 

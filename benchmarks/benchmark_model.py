@@ -1,0 +1,221 @@
+"""Cost of the PETR model pipeline, stage by stage (prints figures; not a test).
+
+    python benchmarks/benchmark_model.py [--threads 2] [--device cpu|cuda] [--repeats 5] [--batches 1 8]
+
+Stages per frame: pre-processing (affine crops + normalisation), backbone (HRNet-W32), decoding (soft-argmax +
+back to image pixels), lifter (COCO->H3.6M, normalisation, transformer), post-processing (joint rotations,
+quaternions, PersonPose objects). Also: parameters and FLOPs (torch.utils.flop_counter), peak memory, and our
+HRNetW32 module against a plain functional forward of the same weights (F.conv2d / F.batch_norm, no nn.Module
+tree): the module structure should cost nothing (goal: within 5%). HRNet runs with random weights (allowed for
+benchmarks): the cost does not depend on the values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from petr_ros import kinematics  # noqa: E402
+from petr_ros.estimator import PoseEstimator  # noqa: E402
+from petr_ros.model.checkpoint import save_checkpoint  # noqa: E402
+from petr_ros.model.device import resolve_device  # noqa: E402
+from petr_ros.model.hrnet import HRNetW32, count_parameters  # noqa: E402
+from petr_ros.model.lifter import LifterConfig, build_lifter  # noqa: E402
+
+ASSETS = Path(os.environ.get("PETR_ASSETS", Path(__file__).resolve().parents[1] / "assets"))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2) -> tuple[float, object]:
+    """Median wall time in ms of `fn` over `repeats` runs after `warmup` runs; returns (ms, last result)."""
+    out = None
+    for _ in range(warmup):
+        out = fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        _sync(device)
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return statistics.median(times), out
+
+
+def flops_of(model: torch.nn.Module, *inputs: torch.Tensor) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(*inputs)
+    return counter.get_total_flops()
+
+
+# --- a plain functional HRNet-W32 forward over the same state dict (the reference cost) ----------------------
+def _cbr(sd: dict, x: torch.Tensor, conv: str, bn: str, stride: int = 1, relu: bool = True) -> torch.Tensor:
+    w = sd[f"{conv}.weight"]
+    x = F.conv2d(x, w, None, stride, w.shape[-1] // 2)
+    x = F.batch_norm(x, sd[f"{bn}.running_mean"], sd[f"{bn}.running_var"], sd[f"{bn}.weight"], sd[f"{bn}.bias"],
+                     False, 0.0, 1e-5)  # fmt: skip
+    return F.relu(x) if relu else x
+
+
+def functional_hrnet(sd: dict, x: torch.Tensor) -> torch.Tensor:
+    x = _cbr(sd, x, "conv1", "bn1", 2)
+    x = _cbr(sd, x, "conv2", "bn2", 2)
+    for b in range(4):
+        p = f"layer1.{b}"
+        res = _cbr(sd, x, f"{p}.downsample.0", f"{p}.downsample.1", relu=False) if b == 0 else x
+        y = _cbr(sd, x, f"{p}.conv1", f"{p}.bn1")
+        y = _cbr(sd, y, f"{p}.conv2", f"{p}.bn2")
+        x = F.relu(_cbr(sd, y, f"{p}.conv3", f"{p}.bn3", relu=False) + res)
+    xs = [x]
+    for stage, modules in ((2, 1), (3, 4), (4, 3)):
+        nb = stage
+        t = f"transition{stage - 1}"
+        new = []
+        for i in range(nb):
+            if i < len(xs):
+                new.append(_cbr(sd, xs[i], f"{t}.{i}.0", f"{t}.{i}.1") if f"{t}.{i}.0.weight" in sd else xs[i])
+            else:
+                new.append(_cbr(sd, xs[-1], f"{t}.{i}.0.0", f"{t}.{i}.0.1", 2))
+        xs = new
+        for m in range(modules):
+            p = f"stage{stage}.{m}"
+            for i in range(nb):
+                for k in range(4):
+                    q = f"{p}.branches.{i}.{k}"
+                    y = _cbr(sd, xs[i], f"{q}.conv1", f"{q}.bn1")
+                    xs[i] = F.relu(_cbr(sd, y, f"{q}.conv2", f"{q}.bn2", relu=False) + xs[i])
+            outs = nb if f"{p}.fuse_layers.1.0.0.0.weight" in sd else 1
+            fused = []
+            for i in range(outs):
+                y = None
+                for j in range(nb):
+                    f = f"{p}.fuse_layers.{i}.{j}"
+                    if j == i:
+                        z = xs[j]
+                    elif j > i:
+                        z = F.interpolate(_cbr(sd, xs[j], f"{f}.0", f"{f}.1", relu=False), scale_factor=2 ** (j - i),
+                                          mode="nearest")  # fmt: skip
+                    else:
+                        z = xs[j]
+                        for k in range(i - j):
+                            last = k == i - j - 1
+                            z = _cbr(sd, z, f"{f}.{k}.0", f"{f}.{k}.1", 2, relu=not last)
+                    y = z if y is None else y + z
+                fused.append(F.relu(y))
+            xs = fused
+    return F.conv2d(xs[0], sd["final_layer.weight"], sd["final_layer.bias"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+          f"load average {os.getloadavg()[0]:.2f} (other work on the machine inflates CPU timings)")  # fmt: skip
+
+    torch.manual_seed(0)
+    hrnet = HRNetW32().eval()
+    cfg = LifterConfig()
+    tmp = Path(tempfile.mkdtemp())
+    ckpt = save_checkpoint(tmp / "lifter.pt", build_lifter(cfg).state_dict(), cfg)
+    est = PoseEstimator(ckpt, backend="hrnet", hrnet_model=hrnet, device=str(device), precision="auto",
+                        frontend_options={"tracking": False})  # fmt: skip
+    fe = est.frontend
+    lifter = est.lifter
+
+    # --- size and FLOPs
+    x1 = torch.zeros(1, 3, 256, 192, device=device)
+    hr_flops = flops_of(fe.model, x1)
+    kp_norm = torch.zeros(1, 17, 2, device=device)
+    kp_norm[:, 1:] = torch.randn(1, 16, 2, device=device)
+    lf_flops = flops_of(lifter, kp_norm)
+    print(f"HRNet-W32 256x192: {count_parameters(hrnet) / 1e6:.2f} M parameters, {hr_flops / 2e9:.2f} GMACs "
+          f"({hr_flops / 1e9:.2f} GFLOPs) per person")  # fmt: skip
+    print(f"PETR lifter (2 layers, d_model 34, ff 2048): {count_parameters(lifter):,} parameters, "
+          f"{lf_flops / 1e3:.1f} kFLOPs per person")  # fmt: skip
+    pebrt = build_lifter(LifterConfig(variant="pebrt")).to(device).eval()
+    print(f"PEBRT lifter: {count_parameters(pebrt):,} parameters, {flops_of(pebrt, kp_norm) / 1e3:.1f} kFLOPs")
+
+    # --- stages on the real photo
+    bgr = cv2.imread(str(ASSETS / "messi5.jpg"))
+    if bgr is None:
+        raise SystemExit(f"missing {ASSETS / 'messi5.jpg'}: run scripts/fetch_assets.sh")
+    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    h, w = image.shape[:2]
+    rng = np.random.default_rng(0)
+    print(f"\nper-stage median ms over {args.repeats} runs on messi5.jpg ({w}x{h}); ms/frame and ms/person")
+    print(f"{'batch':>5} {'stage':<16} {'ms/frame':>9} {'ms/person':>10} {'frames/s':>9}")
+    for batch in args.batches:
+        centres = rng.uniform([100, 100], [w - 100, h - 100], size=(batch, 2))
+        boxes = np.concatenate([centres - [40, 90], centres + [40, 90]], axis=1).astype(np.float32)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t_pre, prepared = timed(lambda b=boxes: fe.prepare(image, b), device, args.repeats)
+        t_bb, heat = timed(lambda p=prepared: fe.heatmaps(p.images), device, args.repeats)
+        t_dec, (kp, sc) = timed(lambda hm=heat, p=prepared: fe.decode(hm, p.affines), device, args.repeats)
+        from petr_ros.skeleton import coco_to_h36m
+
+        def lift(kp=kp, sc=sc):
+            k36, c36 = coco_to_h36m(kp, sc)
+            return est.lift_keypoints(k36)
+
+        t_lift, (joints, rots) = timed(lift, device, args.repeats)
+        t_post, _ = timed(lambda r=rots: kinematics.matrix_to_quaternion(r.astype(np.float64)), device, args.repeats)
+        # the estimator's own post-processing (joint rotations for PETR) is inside lift_keypoints; report it apart
+        t_rot, _ = timed(lambda j=joints: kinematics.joint_rotations(torch.from_numpy(j)), device, args.repeats)
+        t_total, _ = timed(lambda b=boxes: est.estimate(image, b), device, args.repeats)
+        rows = [("pre-processing", t_pre), ("backbone", t_bb), ("decoding", t_dec),
+                ("lifter(+rot)", t_lift), ("  of which rot.", t_rot), ("post-processing", t_post),
+                ("end to end", t_total)]  # fmt: skip
+        for name, ms in rows:
+            print(f"{batch:>5} {name:<16} {ms:9.2f} {ms / batch:10.2f} {1000.0 / ms:9.2f}")
+        if device.type == "cuda":
+            print(f"{batch:>5} peak CUDA memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")
+    print(f"peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+    # --- our module vs a plain functional forward of the same weights
+    sd = {k: v.to(device) for k, v in hrnet.state_dict().items()}
+    with torch.inference_mode():
+        for batch in args.batches:
+            x = torch.randn(batch, 3, 256, 192, device=device)
+            ref = functional_hrnet(sd, x)
+            ours = hrnet(x)
+            err = (ours.float() - ref.float()).abs().max().item()
+            # interleave to share the machine's load fairly between the two
+            t_ours, t_ref = [], []
+            for _ in range(max(3, args.repeats)):
+                t_ours.append(timed(lambda x=x: hrnet(x), device, 1, warmup=1)[0])
+                t_ref.append(timed(lambda x=x: functional_hrnet(sd, x), device, 1, warmup=1)[0])
+            a, b = statistics.median(t_ours), statistics.median(t_ref)
+            print(f"backbone batch {batch}: HRNetW32 {a:.1f} ms, plain functional reference {b:.1f} ms "
+                  f"({100.0 * (a - b) / b:+.1f}%), max |difference| {err:.2e}")  # fmt: skip
+        t_sq, _ = timed(lambda: hrnet(torch.zeros(1, 3, 256, 256, device=device)), device, args.repeats)
+        print(f"thesis crop 256x256 (64x64 heatmaps), batch 1: {t_sq:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
