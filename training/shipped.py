@@ -247,7 +247,7 @@ def train_shipped(
         "history": result.history,
         "input": "H3.6M-17 2D pixels (skeleton.coco_to_h36m of COCO-17) -> normalize_keypoints_2d",
         "output": "(17, 3) metres, root-relative, camera axes (x right, y down, z forward)",
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "python": platform.python_version(),
     }
     save_checkpoint(output, model.lifter.state_dict(), cfg.lifter_config(), metadata)

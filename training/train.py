@@ -46,6 +46,7 @@ class Runtime:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    owns_group: bool = False  # this module created the process group (and so tears it down)
 
     @property
     def is_main(self) -> bool:
@@ -72,12 +73,14 @@ def init_runtime(cfg: TrainConfig) -> Runtime:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(cfg.device, local_rank)
+    owns = False
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend)
-    return Runtime(rank=rank, world_size=world, local_rank=local_rank, device=device)
+        owns = True
+    return Runtime(rank=rank, world_size=world, local_rank=local_rank, device=device, owns_group=owns)
 
 
 def seed_everything(seed: int) -> None:
@@ -542,6 +545,8 @@ def train(
                 history.append(row)
     if rt.distributed:
         dist.barrier()
+        if rt.owns_group:
+            dist.destroy_process_group()
     return TrainResult(
         history=history,
         checkpoint=last_path if rt.is_main else None,
