@@ -206,13 +206,15 @@ def main() -> None:
             ours = hrnet(x)
             err = (ours.float() - ref.float()).abs().max().item()
             # interleave to share the machine's load fairly between the two
+            # interleaved, best of N: other processes on a shared machine only ever add time
             t_ours, t_ref = [], []
-            for _ in range(max(3, args.repeats)):
-                t_ours.append(timed(lambda x=x: hrnet(x), device, 1, warmup=1)[0])
-                t_ref.append(timed(lambda x=x: functional_hrnet(sd, x), device, 1, warmup=1)[0])
-            a, b = statistics.median(t_ours), statistics.median(t_ref)
-            print(f"backbone batch {batch}: HRNetW32 {a:.1f} ms, plain functional reference {b:.1f} ms "
-                  f"({100.0 * (a - b) / b:+.1f}%), max |difference| {err:.2e}")  # fmt: skip
+            for _ in range(max(5, args.repeats)):
+                t_ours.append(timed(lambda x=x: hrnet(x), device, 1, warmup=0)[0])
+                t_ref.append(timed(lambda x=x: functional_hrnet(sd, x), device, 1, warmup=0)[0])
+            a, b = min(t_ours), min(t_ref)
+            print(f"backbone batch {batch} (best of {len(t_ours)}): HRNetW32 {a:.1f} ms, plain functional reference "
+                  f"{b:.1f} ms ({100.0 * (a - b) / b:+.1f}%), max |difference| {err:.2e}; medians "
+                  f"{statistics.median(t_ours):.1f} / {statistics.median(t_ref):.1f} ms")  # fmt: skip
         t_sq, _ = timed(lambda: hrnet(torch.zeros(1, 3, 256, 256, device=device)), device, args.repeats)
         print(f"thesis crop 256x256 (64x64 heatmaps), batch 1: {t_sq:.1f} ms")
 

@@ -139,7 +139,13 @@ class PoseEstimator:
         return self.lift(detections)
 
     def lift(self, detections: list[Detection2D]) -> list[PersonPose]:
-        """COCO-17 detections -> PersonPose list (the 3D half of `estimate`, batched over people)."""
+        """COCO-17 detections -> PersonPose list (the 3D half of `estimate`, batched over people).
+
+        Detections with non-finite keypoints or scores are dropped (logged at debug level)."""
+        finite = [d for d in detections if np.isfinite(d.keypoints).all() and np.isfinite(d.scores).all()]
+        if len(finite) < len(detections):
+            LOG.debug("dropped %d detection(s) with NaN/inf keypoints", len(detections) - len(finite))
+        detections = finite
         if not detections:
             return []
         coco = np.stack([np.asarray(d.keypoints, dtype=np.float64) for d in detections])

@@ -200,3 +200,11 @@ def test_custom_front_end(image: np.ndarray, petr_ckpt: Path) -> None:
     (pose,) = est.estimate(image)
     _check_pose(pose, *image.shape[1::-1])
     assert pose.score == pytest.approx(0.8)
+    # a front end's NaN keypoints drop that person instead of failing the frame
+    good = _FixedFrontEnd().detect(image, None)[0]
+    bad = Detection2D(keypoints=np.full((17, 2), np.nan), scores=np.ones(17), box=np.zeros(4))
+    assert len(est.lift([bad, good])) == 1
+    with pytest.raises(ValueError, match=r"Detection2D.keypoints must have shape \(17, 2\)"):
+        Detection2D(keypoints=np.zeros((33, 2)), scores=np.ones(17), box=np.zeros(4))
+    with pytest.raises(TypeError, match="KeypointFrontEnd"):
+        PoseEstimator(petr_ckpt, frontend=object(), device="cpu")

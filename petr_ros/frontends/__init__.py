@@ -23,6 +23,14 @@ class Detection2D:
     scores: np.ndarray  # (17,) in [0, 1]
     box: np.ndarray  # (4,) x0 y0 x1 y1
 
+    def __post_init__(self) -> None:
+        # float32 arrays of the documented shapes, so a faulty front end fails here and not deep in the lifter
+        for name, shape in (("keypoints", (17, 2)), ("scores", (17,)), ("box", (4,))):
+            value = np.asarray(getattr(self, name), dtype=np.float32)
+            if value.shape != shape:
+                raise ValueError(f"Detection2D.{name} must have shape {shape}, got {value.shape}")
+            setattr(self, name, value)
+
 
 @runtime_checkable
 class KeypointFrontEnd(Protocol):
