@@ -19,6 +19,7 @@ import numpy as np
 
 from petr_ros.detection import HogPersonDetector, boxes_from_keypoints, check_boxes, non_max_suppression
 from petr_ros.frontends import Detection2D
+from petr_ros.preprocessing import expand_boxes
 
 LOG = logging.getLogger(__name__)
 
@@ -68,9 +69,10 @@ class MediaPipeFrontEnd:
       * boxes given (N, 4): one BlazePose run per padded box crop (multi-person), in static mode per crop;
       * no boxes, detector="none": the whole image, one person (video mode tracks that person across calls
         unless static_image_mode);
-      * no boxes, detector="hog": OpenCV HOG person boxes merged with the previous call's keypoint boxes
-        (so a person HOG misses for a frame keeps being followed), each crop run as above; when that finds
-        nobody, the whole image is tried once as in detector="none".
+      * no boxes, detector="hog" (default): OpenCV HOG person boxes merged with the previous call's keypoint
+        boxes (so a person HOG misses for a frame keeps being followed), each crop run as above; when that finds
+        nobody, the whole image is tried once as in detector="none". While people are tracked HOG runs every
+        `hog_interval` calls only (newcomers are picked up within that many frames).
     """
 
     name = "mediapipe"
@@ -86,6 +88,7 @@ class MediaPipeFrontEnd:
         max_people: int = 4,
         crop_padding: float = 0.25,
         smooth_landmarks: bool = True,
+        hog_interval: int = 3,
     ) -> None:
         if model_complexity not in _LANDMARK_MODELS:
             raise ValueError(f"model_complexity must be 0, 1 or 2, got {model_complexity!r}")
@@ -106,6 +109,9 @@ class MediaPipeFrontEnd:
             raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
         if int(max_people) < 1:
             raise ValueError(f"max_people must be >= 1, got {max_people!r}")
+        if int(hog_interval) < 1:
+            raise ValueError(f"hog_interval must be >= 1 (run HOG every n-th call while people are tracked), "
+                             f"got {hog_interval!r}")
         if not 0.0 <= float(crop_padding) <= 2.0:
             raise ValueError(f"crop_padding must be in [0, 2] (fraction of the box size), got {crop_padding!r}")
         import mediapipe as mp  # heavy import, only when this front end is used
@@ -123,7 +129,9 @@ class MediaPipeFrontEnd:
         self._whole = self._make_pose(self.static_image_mode)  # whole-image graph (tracks in video mode)
         self._crop = self._make_pose(True)  # per-crop graph: crops of different people must not share tracking
         self._hog = HogPersonDetector() if detector == "hog" else None
+        self.hog_interval = int(hog_interval)
         self._previous_boxes = np.zeros((0, 4), np.float32)
+        self._calls = 0
         self._lock = threading.Lock()  # mediapipe graphs are not re-entrant
 
     def _make_pose(self, static: bool) -> Any:
@@ -148,6 +156,7 @@ class MediaPipeFrontEnd:
             self._whole.close()
             self._whole = self._make_pose(self.static_image_mode)
             self._previous_boxes = np.zeros((0, 4), np.float32)
+            self._calls = 0
 
     def detect(self, image_rgb: np.ndarray, boxes: np.ndarray | None = None) -> list[Detection2D]:
         """COCO-17 keypoints of the people in an (H, W, 3) uint8 RGB image, optionally inside (N, 4) boxes."""
@@ -164,7 +173,12 @@ class MediaPipeFrontEnd:
             return self._detect_hog(image)
 
     def _detect_hog(self, image: np.ndarray) -> list[Detection2D]:
-        hog_boxes, hog_scores = self._hog.detect(image)
+        # While people are tracked, HOG (the costlier step) only runs every `hog_interval` calls to catch newcomers.
+        self._calls += 1
+        if len(self._previous_boxes) == 0 or self._calls % self.hog_interval == 0:
+            hog_boxes, hog_scores = self._hog.detect(image)
+        else:
+            hog_boxes, hog_scores = np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
         # Previous keypoint boxes first (ranked above any HOG box) so a tracked person keeps its crop.
         candidates = np.concatenate([self._previous_boxes, hog_boxes], axis=0)
         ranks = np.concatenate([np.full(len(self._previous_boxes), 1e3, np.float32), hog_scores])
@@ -179,8 +193,11 @@ class MediaPipeFrontEnd:
     def _detect_in_boxes(self, image: np.ndarray, boxes: np.ndarray) -> list[Detection2D]:
         h, w = image.shape[:2]
         found: list[Detection2D] = []
-        for box in boxes:
-            x0, y0, x1, y1 = _pad_box(box, self.crop_padding, w, h)
+        # Crops of at least 3:4 (width:height) about each box, then padded: a person seen side on has a narrow
+        # keypoint box, and BlazePose's detector needs the whole body with some context in its crop.
+        crops = expand_boxes(boxes, aspect=0.75, padding=1.0 + 2.0 * self.crop_padding) if len(boxes) else boxes
+        for box in crops:
+            x0, y0, x1, y1 = _clip_box(box, w, h)
             if x1 - x0 < 8 or y1 - y0 < 8:
                 continue  # box outside the image or degenerate: nothing to look at
             det = self._run(self._crop, image[y0:y1, x0:x1], (x0, y0))
@@ -211,12 +228,10 @@ class MediaPipeFrontEnd:
         return Detection2D(keypoints=keypoints, scores=scores, box=box)
 
 
-def _pad_box(box: np.ndarray, padding: float, width: int, height: int) -> tuple[int, int, int, int]:
-    """Grow a box by `padding` of its size on every side, clipped to the image, as integer pixel bounds."""
+def _clip_box(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
+    """A box clipped to the image, as integer pixel bounds."""
     x0, y0, x1, y1 = (float(v) for v in box)
-    pw, ph = padding * (x1 - x0), padding * (y1 - y0)
-    return (max(0, int(x0 - pw)), max(0, int(y0 - ph)), min(width, int(np.ceil(x1 + pw))),
-            min(height, int(np.ceil(y1 + ph))))  # fmt: skip
+    return max(0, int(x0)), max(0, int(y0)), min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1)))
 
 
 def _same_person(a: Detection2D, b: Detection2D, tolerance: float = 0.15, containment: float = 0.6) -> bool:
