@@ -31,6 +31,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseArray
 from petr_ros_msgs.msg import PersonBoxes, SkeletonArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -592,7 +593,11 @@ class PetrNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point: `petr_node --ros-args --params-file config/petr.yaml`. Exit code 1 when autostart fails."""
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except RCLError as exc:  # malformed --ros-args (e.g. a -p without a value)
+        print(f"[{NODE_NAME}] cannot start: {exc}", file=sys.stderr)
+        return 2
     node: PetrNode | None = None
     code = 0
     try:
