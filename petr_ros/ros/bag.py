@@ -36,6 +36,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+DISCOVERY_SETTLE_S = 0.5
 
 
 # --- types -------------------------------------------------------------------------------------------------------
@@ -257,6 +258,9 @@ def play_bag(
     deadline = time.monotonic() + wait_for_subscribers
     while wait_for_subscribers > 0 and time.monotonic() < deadline and not stop.is_set():
         if all(p.get_subscription_count() > 0 for p in pubs.values()):
+            # The publisher knowing the subscriber does not mean the subscriber knows the publisher yet (discovery
+            # runs both ways); a volatile subscriber drops what arrives before that, so give it a moment.
+            stop.wait(DISCOVERY_SETTLE_S)
             break
         time.sleep(0.05)
     published = 0

@@ -111,7 +111,7 @@ PARAMS: tuple[Param, ...] = (
     Param("publish_poses", True, "publish ~/poses (geometry_msgs/PoseArray, 17 joint frames per person)"),
     Param("publish_skeletons", True, "publish ~/skeletons (petr_ros_msgs/SkeletonArray)"),
     Param("publish_debug_image", False, "publish ~/debug_image (the input with the 2D keypoints drawn)"),
-    Param("publish_tf", False, "broadcast TF frames body_<id> and <joint>_<id> (needs tf2_ros)"),
+    Param("publish_tf", False, "broadcast TF frames body_<id> and <joint>_<id> (needs tf2_ros)", "activate"),
     Param("marker_joint_radius", 0.03, "joint sphere radius (m)", range=(0.001, 1.0)),
     Param("marker_bone_width", 0.02, "bone line width (m)", range=(0.001, 1.0)),
     Param("marker_lifetime", 0.5, "seconds a skeleton stays in RViz without an update", range=(0.0, 60.0)),
