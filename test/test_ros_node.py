@@ -9,7 +9,7 @@ import numpy as np
 from conftest import SHM_PROFILE, diagnostics_values, image_msg, messi_rgb
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray
-from petr_ros_msgs.msg import Skeleton, SkeletonArray
+from petr_ros_msgs.msg import PersonBoxes, Skeleton, SkeletonArray
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -42,6 +42,8 @@ def test_photo_to_markers_poses_skeletons(start_node, probe, ros_env, lifter_che
             "publish_tf": True,
             "diagnostics_period": 0.5,
             "min_person_score": 0.1,
+            "detections_topic": "detections",
+            "smoothing": True,  # tracking + One-Euro smoothing in the loop (off by default)
         },
         env=env,
     )
@@ -151,5 +153,26 @@ def test_photo_to_markers_poses_skeletons(start_node, probe, ros_env, lifter_che
     else:  # LS degenerate for these (random-lifter) joints: default depth on the ray of K, not of the default K
         assert s2.placement == Skeleton.PLACEMENT_DEFAULT_DEPTH
         np.testing.assert_allclose(project(pos2[0], k), kp2[0], atol=1e-3)
+
+    # PersonBoxes with the image's stamp are handed to the estimator: a box outside the image finds nobody, and
+    # nobody seen means an empty SkeletonArray and a single DELETEALL marker for that stamp.
+    boxes_pub = probe.node.create_publisher(PersonBoxes, "detections", 10)
+    assert probe.spin_until(lambda: boxes_pub.get_subscription_count() > 0, 10)
+    empty_stamp = BASE_NS + 10**12
+
+    def publish_boxes_then_image() -> None:
+        boxes = PersonBoxes(boxes=[-500.0, -500.0, -400.0, -400.0], scores=[1.0])
+        boxes.header.stamp.sec, boxes.header.stamp.nanosec = divmod(empty_stamp, 1_000_000_000)
+        boxes_pub.publish(boxes)
+        probe.spin_for(0.1)
+        pub.publish(image_msg(rgb, empty_stamp, FRAME))
+
+    assert probe.spin_until(lambda: any(_stamp_ns(a.header) == empty_stamp for a in skeletons), 20,
+                            step=publish_boxes_then_image, period=0.5), node.log()
+    assert all(not a.skeletons for a in skeletons if _stamp_ns(a.header) == empty_stamp)
+    assert probe.spin_until(lambda: any(m.markers and _stamp_ns(m.markers[0].header) == empty_stamp
+                                        for m in markers), 5)
+    cleared = next(m for m in markers if m.markers and _stamp_ns(m.markers[0].header) == empty_stamp)
+    assert [m.action for m in cleared.markers] == [Marker.DELETEALL]
     assert node.alive()
     assert node.stop() == 0, node.log()
