@@ -46,6 +46,12 @@ OUTPUT_TOPICS = {
 }
 DIAGNOSTICS_TOPIC = ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray")
 FRAME_ID = "camera_optical_frame"
+CAMERA_INFO_TOPIC = "/demo/camera/camera_info"
+# The Sports2D demo video's camera, from Sports2D/Demo/Calib_demo.toml in the same wheel: fx = fy = 2520.09 px at
+# 1768x994, principal point at the image centre, no distortion (`--focal-px 2520.09`). With intrinsics the node
+# places each skeleton metrically (root depth from the 2D keypoints): the people are then 9-13 m away and small in
+# the 3D overview, which is why the default run sends no CameraInfo (skeletons on their camera rays at 3 m).
+SPORTS2D_FOCAL_PX = 2520.0897058227038
 
 
 def default_video() -> Path:
@@ -78,6 +84,7 @@ class DemoConfig:
     node_params: dict[str, str] = field(default_factory=dict)
     startup_timeout_s: float = 120.0
     frame_timeout_s: float = 5.0
+    focal_px: float | None = None  # focal length in pixels at the video's own width; None: no CameraInfo
     gif_frames: int = 30
     sheet_frames: int = 6
     record_images: bool = True
@@ -145,7 +152,8 @@ class NodeProcess:
     """`petr_node` in its own process (same interpreter), its output in a log file."""
 
     def __init__(self, env: dict[str, str], log_path: Path, params: dict[str, str]) -> None:
-        args = [sys.executable, "-m", "petr_ros.ros.node", "--ros-args", "-r", f"image:={IMAGE_TOPIC}"]
+        args = [sys.executable, "-m", "petr_ros.ros.node", "--ros-args", "-r", f"image:={IMAGE_TOPIC}",
+                "-r", f"camera_info:={CAMERA_INFO_TOPIC}"]
         for key, value in params.items():
             args += ["-p", f"{key}:={value}"]
         self.args = args
@@ -202,8 +210,23 @@ def start_node(cfg: DemoConfig, out: Path) -> tuple[NodeProcess, int]:
     return NodeProcess(env, out / "node.log", params), domain
 
 
+def camera_info_msg(focal_px: float, video_width: int, width: int, height: int) -> Any:
+    """sensor_msgs/CameraInfo of a pinhole camera with focal length `focal_px` at `video_width`, scaled to the
+    published width x height, principal point at the centre, no distortion."""
+    from sensor_msgs.msg import CameraInfo
+
+    f = focal_px * width / float(video_width)
+    msg = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
+    msg.header.frame_id = FRAME_ID
+    msg.k = [f, 0.0, width / 2.0, 0.0, f, height / 2.0, 0.0, 0.0, 1.0]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [f, 0.0, width / 2.0, 0.0, 0.0, f, height / 2.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    msg.d = [0.0] * 5
+    return msg
+
+
 def run_through_node(cfg: DemoConfig, frames: list[Frame], out: Path, node_proc: NodeProcess, domain: int,
-                     t_start: float) -> dict[str, Any]:  # fmt: skip
+                     t_start: float, video_width: int) -> dict[str, Any]:  # fmt: skip
     """Stream the frames to the running node one at a time and record its outputs; fills each Frame's messages.
     Stops the node at the end (or on any error)."""
     import rclpy
@@ -213,7 +236,7 @@ def run_through_node(cfg: DemoConfig, frames: list[Frame], out: Path, node_proc:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import CompressedImage, Image
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
     from std_msgs.msg import Header
     from visualization_msgs.msg import MarkerArray
 
@@ -236,6 +259,11 @@ def run_through_node(cfg: DemoConfig, frames: list[Frame], out: Path, node_proc:
     try:
         reliable = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
         image_pub = ros_node.create_publisher(Image, IMAGE_TOPIC, reliable)
+        info_pub = ros_node.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, reliable)
+        camera_info = None
+        if cfg.focal_px:
+            camera_info = camera_info_msg(cfg.focal_px, video_width, frames[0].rgb.shape[1], frames[0].rgb.shape[0])
+            recorder.add_topic(CAMERA_INFO_TOPIC, "sensor_msgs/msg/CameraInfo")
         if cfg.record_images:
             recorder.add_topic(RECORDED_IMAGE_TOPIC, "sensor_msgs/msg/CompressedImage")
         classes = {"skeletons": SkeletonArray, "markers": MarkerArray, "poses": PoseArray,
@@ -287,11 +315,22 @@ def run_through_node(cfg: DemoConfig, frames: list[Frame], out: Path, node_proc:
         model_line = next((ln for ln in node_proc.log_text().splitlines() if "model ready" in ln), "")
         LOG.info("node ready after %.1f s%s", startup_s, f": {model_line.split(']: ')[-1]}" if model_line else "")
 
+        if camera_info is not None:
+            # Intrinsics first, so that the first frame is already placed metrically.
+            spin_until(lambda: info_pub.get_subscription_count() > 0, 5.0)
+            info_pub.publish(camera_info)
+            spin_until(lambda: False, 0.3)
+            LOG.info("camera intrinsics: fx = fy = %.1f px at %dx%d (from %.1f px at the video's width)",
+                     camera_info.k[0], camera_info.width, camera_info.height, cfg.focal_px)  # fmt: skip
         t_stream = time.monotonic()
         for i, frame in enumerate(frames):
             header = Header(frame_id=FRAME_ID)
             header.stamp.sec, header.stamp.nanosec = divmod(frame.stamp_ns, 1_000_000_000)
             msg = rgb_to_image_msg(frame.rgb, header)
+            if camera_info is not None:
+                camera_info.header = header
+                info_pub.publish(camera_info)
+                recorder.write(CAMERA_INFO_TOPIC, camera_info, frame.stamp_ns)
             frame.published_s = time.monotonic()
             image_pub.publish(msg)
             if cfg.record_images:  # a JPEG copy of the input, so the bag alone replays video + skeletons
@@ -327,6 +366,9 @@ def run_through_node(cfg: DemoConfig, frames: list[Frame], out: Path, node_proc:
         "node_startup_s": startup_s,
         "stream_s": stream_s,
         "bag_counts": dict(recorder.counts),
+        "placement": sorted({("intrinsics" if sk.placement == 1 else "default_depth")
+                             for f in frames if "skeletons" in f.messages
+                             for sk in f.messages["skeletons"].skeletons}),  # fmt: skip
         "bag": str(bag_path),
         "node_diagnostics": diagnostic_values(diagnostics[-1]) if diagnostics else {},
         "node_log": str(node_proc.log_path),
@@ -478,6 +520,9 @@ def summarise(cfg: DemoConfig, frames: list[Frame], run: dict[str, Any], fps: fl
         "device": run["node_diagnostics"].get("device", ""),
         "node_model_line": run["node_model_line"],
         "node_diagnostics": run["node_diagnostics"],
+        "camera_info": (f"fx = fy = {cfg.focal_px:.2f} px at {size[0]}x{size[1]}, centred" if cfg.focal_px
+                        else "none (node default: 60 degree field of view, pelvis at default_depth)"),
+        "placement": run["placement"],
         "ros_domain_id": run["domain_id"],
         "bag": run["bag"],
         "bag_messages": run["bag_counts"],
@@ -500,6 +545,7 @@ def summary_text(s: dict[str, Any]) -> str:
         f"rates        input {s['input_rate_hz']:.2f} Hz, processed {s['processed_rate_hz']:.2f} Hz",
         f"latency      p50 {lat['p50']} ms, p95 {lat['p95']} ms, max {lat['max']} ms ({lat['what']})",
         f"node         {s['node_model_line'] or s['backend']} (ready after {s['node_startup_s']} s)",
+        f"camera       {s['camera_info']}; skeletons placed by {', '.join(s['placement']) or '-'}",
         f"outputs      {s['pictures'].get('png')}, {s['pictures'].get('gif')}, bag {s['bag']} "
         f"({sum(s['bag_messages'].values())} messages)",
         f"total        {s['total_s']} s",
@@ -548,7 +594,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         LOG.info("%d frames (video frames %d..%d of a %dx%d, %.0f fps clip), published at %dx%d",
                  len(frames), frames[0].index, frames[-1].index, size[0], size[1], fps,
                  frames[0].rgb.shape[1], frames[0].rgb.shape[0])  # fmt: skip
-        run = run_through_node(cfg, frames, out, node_proc, domain, t0)
+        run = run_through_node(cfg, frames, out, node_proc, domain, t0, size[0])
     finally:
         node_proc.stop()  # no-op when it already stopped; never leave the node behind
     pictures = render_outputs(cfg, frames, out, fps)
@@ -570,6 +616,10 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
     parser.add_argument("--last-frame", type=int, default=-1, help="last video frame to sample (-1: the end)")
     parser.add_argument("--width", type=int, default=960, help="downscale frames to this width (px) before sending")
     parser.add_argument("--domain-id", type=int, default=-1, help="ROS_DOMAIN_ID (-1: a private one)")
+    parser.add_argument("--focal-px", type=float, default=0.0,
+                        help="also publish CameraInfo with this focal length (pixels at the video's own width), so "
+                        f"the node places people metrically; Sports2D's calibration of its video: "
+                        f"{SPORTS2D_FOCAL_PX:.2f}; 0: no CameraInfo (skeletons at the node's default depth)")
     parser.add_argument("--gif-frames", type=int, default=30, help="frames in demo.gif")
     parser.add_argument("--sheet-frames", type=int, default=6, help="panels in demo.png")
     parser.add_argument("--frame-timeout", type=float, default=5.0, help="seconds to wait for each answer")
@@ -591,7 +641,11 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
             parser.error(f"--param expects NAME:=VALUE, got {item!r}")
         key, value = item.split(":=", 1)
         params[key.strip()] = value.strip()
+    focal = args.focal_px
+    if focal < 0:
+        parser.error(f"--focal-px must be >= 0, got {focal}")
     return DemoConfig(video=args.video, output=args.output, frames=args.frames, width=args.width,
+                      focal_px=focal or None,
                       first_frame=args.first_frame, last_frame=args.last_frame,
                       domain_id=args.domain_id, node_params=params, frame_timeout_s=args.frame_timeout,
                       gif_frames=args.gif_frames, sheet_frames=args.sheet_frames,

@@ -113,7 +113,7 @@ def _to_plot(points: np.ndarray) -> np.ndarray:
     return np.stack([p[:, 0], p[:, 2], -p[:, 1]], axis=1)
 
 
-def setup_axes_3d(ax: object, limits: np.ndarray, elev: float = 12.0, azim: float = -62.0, title: str = "") -> None:
+def setup_axes_3d(ax: object, limits: np.ndarray, elev: float = 12.0, azim: float = -72.0, title: str = "") -> None:
     """Fix a 3D axes' view: camera-frame bounds `limits` (2, 3), equal metric scale on every axis, labels."""
     lim = np.asarray(limits, np.float64)
     lo, hi = _to_plot(lim[0])[0], _to_plot(lim[1])[0]
@@ -158,7 +158,7 @@ def add_primitives_3d(ax: object, primitives: Sequence[MarkerPrimitive]) -> list
     return artists
 
 
-def draw_primitives_3d(ax: object, primitives: Sequence[MarkerPrimitive], elev: float = 12.0, azim: float = -62.0,
+def draw_primitives_3d(ax: object, primitives: Sequence[MarkerPrimitive], elev: float = 12.0, azim: float = -72.0,
                        limits: np.ndarray | None = None, title: str = "") -> list[object]:  # fmt: skip
     """Clear a 3D axes and draw marker primitives with equal metric scale on every axis. `limits` (2, 3) min/max
     in the camera frame fixes the view (e.g. over a whole video); else fitted to the primitives."""
@@ -322,7 +322,7 @@ def save_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float =
         size = (max(1, round(images[0].width * scale)), max(1, round(images[0].height * scale)))
         images = [im.resize(size, Image.Resampling.LANCZOS) for im in images]
     # One shared palette keeps colours steady between frames and the file small.
-    palette = images[len(images) // 2].quantize(colors=128, method=Image.Quantize.MEDIANCUT)
+    palette = images[len(images) // 2].quantize(colors=192, method=Image.Quantize.FASTOCTREE)
     images = [im.quantize(palette=palette, dither=Image.Dither.NONE) for im in images]
     target, tmp = _atomic_target(path)
     try:

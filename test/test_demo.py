@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from petr_ros.demo import SPORTS2D_FOCAL_PX
 from petr_ros.skeleton import JOINT_INDEX, NUM_JOINTS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +32,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     domain = 110 + os.getpid() % 10  # 110..119: away from the node tests' 70..101 and the demo's own 150..199
     args = [sys.executable, "-m", "petr_ros.demo", "--output", str(out), "--frames", str(FRAMES),
             "--first-frame", str(FIRST), "--last-frame", str(LAST), "--gif-frames", str(FRAMES),
-            "--sheet-frames", "2", "--domain-id", str(domain)]  # fmt: skip
+            "--sheet-frames", "2", "--domain-id", str(domain), "--focal-px", str(SPORTS2D_FOCAL_PX)]  # fmt: skip
     proc = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, f"demo failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return out
@@ -145,6 +146,19 @@ def test_geometry_matches_the_people_in_the_frames(demo_run: Path) -> None:
     assert checked_sides >= FRAMES  # the man faces the camera in these frames: his sides are judged every time
     assert facing_checked >= FRAMES // 2
     assert standing >= FRAMES
+    # Placed with the video's intrinsics (CameraInfo), metrically: both people 5-20 m away, and the man standing on
+    # the box (about 2 m tall) has his feet well above the woman's on the grass (y down).
+    assert {sk.placement for sk in people} == {1}  # Skeleton.PLACEMENT_INTRINSICS
+    pairs = 0
+    for frame in skeletons_from_bag(demo_run):
+        for sk in frame:
+            assert 5.0 < sk.positions[0].z < 20.0, sk.positions[0]
+        if len(frame) == 2:
+            on_box, walker = sorted(frame, key=lambda sk: sk.box[1])  # higher in the image first
+            feet = [np.mean([sk.positions[J[a]].y for a in ("left_ankle", "right_ankle")]) for sk in (on_box, walker)]
+            assert feet[1] - feet[0] > 1.0, feet
+            pairs += 1
+    assert pairs >= FRAMES - 1
     # Anthropometric ranges for the typical skeleton (Winter: thigh/calf 1.0, upper/lower arm 1.27, thigh/trunk
     # 0.85; left/right symmetric).
     expected = {"thigh/calf": (0.8, 1.25), "upper/lower arm": (0.95, 1.65), "thigh/trunk": (0.65, 1.25)}
