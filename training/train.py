@@ -459,8 +459,13 @@ def train(
             # Flip masks come from a (seed, epoch) generator drawn per GLOBAL batch, so each process takes its
             # slice of the same mask the single-process run uses.
             flip_gen.manual_seed(cfg.seed * 1_000_003 + epoch)
+            if len(sampler) < cfg.batch_size // rt.world_size:
+                raise ValueError(
+                    f"the training set has {len(dataset)} samples, fewer than one batch of {cfg.batch_size}"
+                )
             net.train()
             total, count, seen = 0.0, 0, 0
+            flag = torch.zeros(1, device=rt.device)
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and rt.is_main),
                        leave=False, file=sys.stderr)  # fmt: skip
             for b, (inputs, target) in enumerate(bar):
@@ -513,7 +518,7 @@ def train(
                 rng_states = [None] * rt.world_size
                 dist.all_gather_object(rng_states, _rng_state(rt.device))
             if rt.is_main:
-                pred = predict(model, val, rt.device)
+                pred = predict(model, val, rt.device, batch_size=1024 if cfg.mode == "lifter" else cfg.batch_size)
                 row["val_mpjpe_mm"] = float(metrics.mpjpe(pred, val_target)) * 1000.0
                 history.append(row)
                 state = {
