@@ -1,4 +1,5 @@
-"""petr_node end to end over real DDS: a real photo in, markers / joint frames / skeletons / debug image out."""
+"""petr_node end to end over real DDS: a real photo in, markers / joint frames / skeletons / debug image out
+(the shipped lifter, MediaPipe front end)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
 from petr_ros.camera import Intrinsics, project, solve_root_translation
+from petr_ros.model.checkpoint import DEFAULT_LIFTER_PATH
 from petr_ros.skeleton import JOINT_NAMES, NUM_BONES, NUM_JOINTS, PARENTS
 
 FRAME = "camera_optical_frame"
@@ -31,11 +33,11 @@ def _unit_quaternions(quats) -> None:
     assert np.all(q[:, 3] >= 0)
 
 
-def test_photo_to_markers_poses_skeletons(start_node, probe, ros_env, lifter_checkpoint) -> None:
+def test_photo_to_markers_poses_skeletons(start_node, probe, ros_env) -> None:
     env = dict(ros_env, FASTDDS_DEFAULT_PROFILES_FILE=str(SHM_PROFILE))  # the shipped SHM profile on the node side
-    node = start_node(
+    assert DEFAULT_LIFTER_PATH.is_file(), "the shipped lifter is part of the package"
+    node = start_node(  # lifter_checkpoint "" (config/petr.yaml): the shipped lifter
         {
-            "lifter_checkpoint": lifter_checkpoint,
             "backend": "mediapipe",
             "torch_threads": 1,
             "publish_debug_image": True,
@@ -146,13 +148,14 @@ def test_photo_to_markers_poses_skeletons(start_node, probe, ros_env, lifter_che
     s2 = next(a for a in skeletons[n_before + 1 :] if a.skeletons).skeletons[0]
     pos2 = np.array([[p.x, p.y, p.z] for p in s2.positions])
     kp2 = np.array(s2.keypoints_2d).reshape(NUM_JOINTS, 2)
-    if s2.placement == Skeleton.PLACEMENT_INTRINSICS:
-        # The published root is the least-squares root under K of the published root-relative joints.
-        t = solve_root_translation(kp2, pos2 - pos2[0], k, np.array(s2.confidences))
-        np.testing.assert_allclose(pos2[0], t, rtol=1e-4, atol=1e-4)
-    else:  # LS degenerate for these (random-lifter) joints: default depth on the ray of K, not of the default K
-        assert s2.placement == Skeleton.PLACEMENT_DEFAULT_DEPTH
-        np.testing.assert_allclose(project(pos2[0], k), kp2[0], atol=1e-3)
+    assert s2.placement == Skeleton.PLACEMENT_INTRINSICS
+    # The published root is the least-squares root under K of the published root-relative joints ...
+    t = solve_root_translation(kp2, pos2 - pos2[0], k, np.array(s2.confidences))
+    np.testing.assert_allclose(pos2[0], t, rtol=1e-4, atol=1e-4)
+    # ... in front of the camera, and the joints land near their keypoints (a person, not a point cloud).
+    assert 0.5 < pos2[0, 2] < 30.0
+    reprojection = np.linalg.norm(project(pos2, k) - kp2, axis=1)
+    assert np.median(reprojection) < 0.25 * np.ptp(kp2[:, 1]), reprojection
 
     # PersonBoxes with the image's stamp are handed to the estimator: a box outside the image finds nobody, and
     # nobody seen means an empty SkeletonArray and a single DELETEALL marker for that stamp.
