@@ -165,3 +165,57 @@ def test_geometry_matches_the_people_in_the_frames(demo_run: Path) -> None:
     for name, values in ratios.items():
         lo, hi = expected.get(name, (0.85, 1.18))
         assert lo < float(np.median(values)) < hi, (name, np.round(values, 2))
+
+
+def test_renderer_draws_where_the_keypoints_are(tmp_path: Path) -> None:
+    from petr_ros.kinematics import joint_rotations, matrix_to_quaternion, winter_rest_pose
+    from petr_ros.render import (
+        MarkerPrimitive,
+        PanelRenderer,
+        SkeletonView,
+        contact_sheet,
+        save_gif,
+        save_png,
+        skeleton_primitives,
+    )
+
+    rest = winter_rest_pose(1.75)
+    quats = matrix_to_quaternion(joint_rotations(rest))
+    keypoints = rest[:, :2] * 100 + np.array([300.0, 200.0])  # a front view of the T-pose, pixels
+    # Person 7 is drawn grey (tab10), so pure red, green and blue pixels can only be the joint axes.
+    view = SkeletonView(7, rest + np.array([0.0, 0.0, 3.0]), quats, keypoints, np.ones(NUM_JOINTS))
+    image = np.zeros((400, 600, 3), np.uint8)
+    renderer = PanelRenderer()
+    panel = renderer.render(image, [view], title="test")
+    assert panel.shape == (400, 1000, 3) and panel.dtype == np.uint8
+    # Every keypoint is drawn: the pixel under it (in figure coordinates) is no longer the black image.
+    shown = renderer.ax2d.transData.transform(keypoints)
+    for x, y in shown:
+        assert panel[int(round(400 - y)), int(round(x))].max() > 40, (x, y)
+    # The 3D half has the bones, joints and joint axes: red, green and blue axis pixels are all there.
+    right = panel[:, 600:].astype(int)
+    for channel in range(3):
+        others = [c for c in range(3) if c != channel]
+        pure = (right[:, :, channel] > 150) & (right[:, :, others].max(axis=2) < 90)
+        assert pure.sum() > 20, channel
+    prims = skeleton_primitives(view)
+    assert [p.kind for p in prims] == ["lines", "lines", "spheres"] and len(prims[1].points) == 2 * 3 * NUM_JOINTS
+    with pytest.raises(ValueError, match="even number"):
+        MarkerPrimitive("lines", np.zeros((3, 3)), np.ones((1, 4)))
+    with pytest.raises(ValueError, match="must match"):
+        MarkerPrimitive("spheres", np.zeros((3, 3)), np.ones((2, 4)))
+    with pytest.raises(ValueError, match="kind"):
+        MarkerPrimitive("arrows", np.zeros((2, 3)), np.ones((1, 4)))
+    with pytest.raises(ValueError, match="same|shape"):
+        contact_sheet([panel, panel[:10]])
+    sheet = contact_sheet([panel, panel, panel], columns=2, gap=4)
+    assert sheet.shape == (2 * 400 + 4, 2 * 1000 + 4, 3)
+    png = save_png(tmp_path / "sheet.png", sheet)
+    gif = save_gif(tmp_path / "anim.gif", [panel, panel[::-1].copy()], fps=5, scale=0.5)
+    from PIL import Image
+
+    with Image.open(png) as im:
+        assert im.size == (sheet.shape[1], sheet.shape[0])
+    with Image.open(gif) as im:
+        assert im.n_frames == 2 and im.size == (500, 200)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary files left
