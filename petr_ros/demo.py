@@ -348,8 +348,10 @@ def run_through_node(cfg: DemoConfig, frames: list[Frame], out: Path, node_proc:
                 LOG.info("frame %2d/%d (video frame %3d): %d people, %.0f ms", i + 1, len(frames), frame.index,
                          people, 1000 * ((frame.answered_s or time.monotonic()) - frame.published_s))  # fmt: skip
         stream_s = time.monotonic() - t_stream
-        # Markers and poses of the last frame, and one more /diagnostics message.
-        spin_until(lambda: all(k in frames[-1].messages for k in OUTPUT_TOPICS) and bool(diagnostics), 1.5)
+        # Markers and poses of the last frame, and a /diagnostics message sent after it (counts of every frame).
+        seen = len(diagnostics)
+        spin_until(lambda: all(k in frames[-1].messages for k in OUTPUT_TOPICS) and len(diagnostics) > seen,
+                   2.5 * float(cfg.node_params.get("diagnostics_period", 1.0)))  # fmt: skip
         bag_ok = True
     finally:
         # The bag goes into place only when complete (BagWriter renames it on a clean exit).
@@ -534,6 +536,7 @@ def summarise(cfg: DemoConfig, frames: list[Frame], run: dict[str, Any], fps: fl
 def summary_text(s: dict[str, Any]) -> str:
     lat = s["latency_ms"]
     ppf = s["people_per_frame"]
+    d = s["node_diagnostics"]
     lines = [
         "petr_ros demo: a real video through petr_node over DDS",
         f"video        {s['video']} ({s['video_size'][0]}x{s['video_size'][1]} @ {s['video_fps']:g} fps), "
@@ -546,6 +549,9 @@ def summary_text(s: dict[str, Any]) -> str:
         f"latency      p50 {lat['p50']} ms, p95 {lat['p95']} ms, max {lat['max']} ms ({lat['what']})",
         f"node         {s['node_model_line'] or s['backend']} (ready after {s['node_startup_s']} s)",
         f"camera       {s['camera_info']}; skeletons placed by {', '.join(s['placement']) or '-'}",
+        f"node counts  received {d.get('received', '?')}, processed {d.get('processed', '?')}, dropped stale "
+        f"{d.get('dropped_stale', '?')}, invalid {d.get('dropped_invalid', '?')}, errors {d.get('errors', '?')}; "
+        f"inference p50 {d.get('inference_p50_ms', '?')} ms",
         f"outputs      {s['pictures'].get('png')}, {s['pictures'].get('gif')}, bag {s['bag']} "
         f"({sum(s['bag_messages'].values())} messages)",
         f"total        {s['total_s']} s",
