@@ -83,6 +83,9 @@ PARAMS: tuple[Param, ...] = (
     Param("input_type", "raw", "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage on "
           "<image_topic>/compressed", "activate", choices=("raw", "compressed")),
     Param("image_topic", "image", "input image topic (relative: remap it or set it)", "activate"),
+    Param("input_reliability", "best_effort", "QoS of the image subscription: best_effort (sensor data, matches any "
+          "publisher) or reliable (retransmits lost fragments of large images; needs a reliable publisher)",
+          "activate", choices=("best_effort", "reliable")),
     Param("camera_info_topic", "camera_info", "sensor_msgs/CameraInfo topic (intrinsics for metric placement)",
           "activate"),
     Param("use_camera_info", True, "use CameraInfo intrinsics when received (else default focal length and depth)",
@@ -168,6 +171,7 @@ class Stats:
         self._processed: deque[float] = deque()
         self._latency: deque[float] = deque(maxlen=latency_samples)
         self._inference: deque[float] = deque(maxlen=latency_samples)
+        self._post: deque[float] = deque(maxlen=latency_samples)
         self.received = self.processed = self.dropped_stale = self.dropped_invalid = self.errors = 0
         self.persons = 0
 
@@ -194,7 +198,7 @@ class Stats:
         with self._lock:
             self.errors += 1
 
-    def on_processed(self, latency_s: float, persons: int, inference_s: float) -> None:
+    def on_processed(self, latency_s: float, persons: int, inference_s: float, publish_s: float) -> None:
         with self._lock:
             now = time.monotonic()
             self.processed += 1
@@ -203,6 +207,7 @@ class Stats:
             self._trim(self._processed, now)
             self._latency.append(latency_s)
             self._inference.append(inference_s)
+            self._post.append(publish_s)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -223,6 +228,8 @@ class Stats:
                 "latency_p95_ms": float(np.percentile(lat, 95)),
                 "inference_p50_ms": float(np.percentile(inf, 50)),
                 "inference_mean_ms": float(np.mean(inf)),
+                # tracking, smoothing, placement, message building and publishing: the node's own cost per frame
+                "postprocess_mean_ms": float(np.mean(self._post) * 1e3) if self._post else float("nan"),
                 "persons": self.persons,
             }
 
@@ -381,11 +388,15 @@ class PetrNode(LifecycleNode):
         if self.p("publish_tf"):
             self._tf = self._make_tf_broadcaster()
         topic = self.p("image_topic")
+        in_qos = qos_profile_sensor_data
+        if self.p("input_reliability") == "reliable":
+            in_qos = QoSProfile(depth=qos_profile_sensor_data.depth, history=HistoryPolicy.KEEP_LAST,
+                                reliability=ReliabilityPolicy.RELIABLE)
         if self.p("input_type") == "compressed":
             topic = topic.rstrip("/") + "/compressed"
-            self._subs.append(self.create_subscription(CompressedImage, topic, self._on_image, qos_profile_sensor_data))
+            self._subs.append(self.create_subscription(CompressedImage, topic, self._on_image, in_qos))
         else:
-            self._subs.append(self.create_subscription(Image, topic, self._on_image, qos_profile_sensor_data))
+            self._subs.append(self.create_subscription(Image, topic, self._on_image, in_qos))
         if self.p("use_camera_info"):
             self._subs.append(self.create_subscription(CameraInfo, self.p("camera_info_topic"), self._on_camera_info,
                                                        qos_profile_sensor_data))
@@ -553,7 +564,8 @@ class PetrNode(LifecycleNode):
                                         np.asarray(pose.keypoints2d), np.asarray(pose.confidences),
                                         np.asarray(pose.box), float(pose.score), metric))
         self._publish(frame, persons)
-        self.stats.on_processed(time.monotonic() - frame.received, len(persons), inference_s)
+        done = time.monotonic()
+        self.stats.on_processed(done - frame.received, len(persons), inference_s, done - t0 - inference_s)
 
     def _publish(self, frame: Frame, persons: list[PlacedPerson]) -> None:
         header = frame.header
