@@ -152,3 +152,18 @@ def test_crops_are_imagenet_normalised_rgb_and_full_frame_box() -> None:
         crop_people(np.zeros((10, 10)), full_frame_box(10, 10))
     with pytest.raises(ValueError, match="uint8"):
         crop_people(np.zeros((10, 10, 3), np.float32), full_frame_box(10, 10))
+
+
+def test_soft_argmax_lets_gradients_reach_the_backbone() -> None:
+    """The reason for the soft-argmax default: a keypoint loss can fine-tune HRNet end to end."""
+    from petr_ros.model.hrnet import HRNetW32
+
+    torch.manual_seed(0)
+    net = HRNetW32()
+    coords, _ = soft_argmax_decode(net(torch.randn(1, 3, 64, 64)), window=None)
+    coords.sum().backward()
+    grad = net.conv1.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    net.zero_grad()
+    hard, _ = argmax_decode(net(torch.randn(1, 3, 64, 64)))
+    assert not hard.requires_grad  # the thesis decoder blocks them

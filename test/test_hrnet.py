@@ -103,6 +103,8 @@ def test_other_input_sizes_keep_the_stride(model: HRNetW32) -> None:
         assert model(torch.zeros(1, 3, 128, 96)).shape == (1, 17, 32, 24)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         model(torch.zeros(1, 256, 192))
+    with pytest.raises(ValueError, match="divisible by 32"):
+        model(torch.zeros(1, 3, 64, 48))
 
 
 def test_load_hrnet_weights_round_trip(tmp_path: Path, model: HRNetW32) -> None:

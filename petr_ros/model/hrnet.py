@@ -194,6 +194,8 @@ class HRNetW32(nn.Module):
         """(B, 3, H, W) -> (B, 17, H/4, W/4) keypoint heatmaps."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"HRNetW32 expects (B, 3, H, W) images, got shape {tuple(x.shape)}")
+        if x.shape[2] % 32 or x.shape[3] % 32:  # four halvings below the 1/4 stem must stay exact for the fusion
+            raise ValueError(f"HRNetW32 needs H and W divisible by 32, got {tuple(x.shape[2:])}")
         return self.final_layer(self.forward_features(x))
 
     def load_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True, assign: bool = False):  # noqa: D102
