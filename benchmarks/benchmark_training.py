@@ -3,9 +3,10 @@
 Runs the real training loop (`petr_train train`) on generated Human3.6M-layout data for a few batches and
 reads the samples/s of the last epoch from its log (the first epoch warms up). On a CPU machine the single
 process uses all `--cores` threads and DDP uses `--cores` processes of one thread each, so both get the same
-hardware; on CUDA the single-process GPU figure is added.
+hardware (a 1-thread single process is shown too: on a busy machine OpenMP threads wait for each other); on
+CUDA the single-process GPU figure is added.
 
-    python benchmarks/benchmark_training.py [--cores 2] [--quick]
+    python benchmarks/benchmark_training.py [--cores 2] [--quick] [--lifter-only]
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cores", type=int, default=2, help="CPU cores to use (threads of one process = processes)")
     parser.add_argument("--quick", action="store_true", help="fewer batches (a smoke run)")
+    parser.add_argument("--lifter-only", action="store_true", help="skip the (slow on CPU) end-to-end image model")
     opts = parser.parse_args()
     import torch
 
@@ -71,12 +73,16 @@ def main() -> None:
             ("end-to-end, fine-tuned HRNet-W32 (batch 8)", [*image, "--backbone-lr", "1e-5"]),
         ]
         print(f"torch {torch.__version__}, {opts.cores} CPU cores, CUDA: {torch.cuda.is_available()}")
-        print(f"{'model':<44}{'1 process':>14}{f'DDP x{opts.cores}':>14}{'CUDA':>12}   (samples/s)")
+        if opts.lifter_only:
+            cases = cases[:1]
+        print(f"{'model':<44}{'1 proc x1 thr':>15}{f'1 proc x{opts.cores} thr':>15}{f'DDP {opts.cores}x1 thr':>15}"
+              f"{'CUDA':>10}   (samples/s)")  # fmt: skip
         for name, args in cases:
+            one = run(args, tmp / "one", 1, 1, "cpu")
             single = run(args, tmp / "single", 1, opts.cores, "cpu")
             ddp = run(args, tmp / "ddp", opts.cores, 1, "cpu")
             gpu = run(args, tmp / "gpu", 1, opts.cores, "cuda") if torch.cuda.is_available() else float("nan")
-            print(f"{name:<44}{single:>14.1f}{ddp:>14.1f}{gpu:>12.1f}", flush=True)
+            print(f"{name:<44}{one:>15.1f}{single:>15.1f}{ddp:>15.1f}{gpu:>10.1f}", flush=True)
 
 
 if __name__ == "__main__":
