@@ -238,3 +238,18 @@ def test_cli_help_explains_every_option(capsys) -> None:
         assert "usage" in text
     assert main(["train", "--epochs", "0", "--data-3d", "x", "--data-2d", "y"]) == 2
     assert "epochs must be >= 1" in capsys.readouterr().err
+
+
+def test_yaml_config_then_flags(tmp_path, capsys) -> None:
+    from training.cli import config_from_args
+
+    (tmp_path / "run.yaml").write_text("epochs: 7\nlr: 0.002\ntrain_subjects: [S1]\nvariant: pebrt\n")
+    parser = build_parser()
+    cfg = config_from_args(parser.parse_args(["train", "--config", str(tmp_path / "run.yaml"), "--lr", "0.003"]))
+    assert (cfg.epochs, cfg.lr, cfg.train_subjects, cfg.variant) == (7, 0.003, ["S1"], "pebrt")
+    assert cfg.lr_drop == 10 and cfg.weight_decay == 1e-5 and cfg.seed == 0  # thesis defaults
+    (tmp_path / "bad.yaml").write_text("epocs: 7\n")
+    assert main(["train", "--config", str(tmp_path / "bad.yaml")]) == 2
+    assert "unknown settings ['epocs']" in capsys.readouterr().err
+    assert main(["train", "--data-3d", str(tmp_path / "none.npz"), "--data-2d", str(tmp_path / "none2.npz")]) == 2
+    assert "none.npz: file not found" in capsys.readouterr().err

@@ -192,12 +192,19 @@ def make_source(cfg: TrainConfig) -> DataSource:
         from training.datasets import crop_source
 
         return crop_source(cfg)
-    from training.h36m import action_group, load_h36m_samples
+    from training.h36m import action_group, build_samples, load_positions_2d, load_positions_3d, validate_pair
 
     if not cfg.data_3d or not cfg.data_2d:
         raise ValueError("lifter mode needs --data-3d and --data-2d (VideoPose3D npz files)")
-    train = load_h36m_samples(cfg.data_3d, cfg.data_2d, cfg.train_subjects, stride=cfg.stride)
-    val = load_h36m_samples(cfg.data_3d, cfg.data_2d, cfg.test_subjects, stride=cfg.test_stride)
+    poses_3d = load_positions_3d(cfg.data_3d)
+    poses_2d, _ = load_positions_2d(cfg.data_2d)
+    subjects = list(cfg.train_subjects) + list(cfg.test_subjects)
+    missing = [s for s in subjects if s not in poses_3d]
+    if missing:
+        raise ValueError(f"{cfg.data_3d}: subjects {missing} not in positions_3d (has {sorted(poses_3d)})")
+    validate_pair({s: poses_3d[s] for s in subjects}, poses_2d, cfg.data_3d, cfg.data_2d)
+    train = build_samples(poses_3d, poses_2d, cfg.train_subjects, stride=cfg.stride)
+    val = build_samples(poses_3d, poses_2d, cfg.test_subjects, stride=cfg.test_stride)
     return FixedSource(
         PoseDataset(train.keypoints2d, train.joints3d),
         PoseDataset(val.keypoints2d, val.joints3d),
