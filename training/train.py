@@ -254,7 +254,9 @@ def flip_batch(inputs: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Te
 
 def lifter_loss(out: LifterOutput, target: Tensor, cfg: TrainConfig) -> tuple[Tensor, dict[str, float]]:
     """PETR: MPJPE. PEBRT: MPJPE + kinematic-constraint-weighted bone-rotation and unit-bone-vector losses."""
-    pos = metrics.mpjpe(out.joints3d, target)
+    # Losses in float32 even under fp16 autocast (norms and Gram-Schmidt are not fp16-safe).
+    target = target.float()
+    pos = metrics.mpjpe(out.joints3d.float(), target)
     parts = {"mpjpe": float(pos.detach())}
     loss = cfg.position_loss_weight * pos
     if cfg.variant == "pebrt" and out.rotations is not None:
@@ -262,7 +264,7 @@ def lifter_loss(out: LifterOutput, target: Tensor, cfg: TrainConfig) -> tuple[Te
 
         weights = out.constraint_weights.detach() if out.constraint_weights is not None else 1.0
         true_rot = kinematics.joint_rotations(target, frame="global")  # (B, 17, 3, 3)
-        rot_err = (out.rotations[:, 1:] - true_rot[:, 1:]).square().sum(dim=(-1, -2))  # (B, 16)
+        rot_err = (out.rotations[:, 1:].float() - true_rot[:, 1:]).square().sum(dim=(-1, -2))  # (B, 16)
         rot = (weights * rot_err).mean()
         children = torch.as_tensor(skeleton.BONE_CHILDREN, device=target.device)
         parents = torch.as_tensor(skeleton.BONE_PARENTS, device=target.device)
@@ -271,7 +273,7 @@ def lifter_loss(out: LifterOutput, target: Tensor, cfg: TrainConfig) -> tuple[Te
             v = j[:, children] - j[:, parents]
             return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-6)
 
-        vec_err = (unit_bones(out.joints3d) - unit_bones(target)).norm(dim=-1)  # (B, 16)
+        vec_err = (unit_bones(out.joints3d.float()) - unit_bones(target)).norm(dim=-1)  # (B, 16)
         vec = (weights * vec_err).mean()
         loss = loss + cfg.rotation_loss_weight * rot + cfg.vector_loss_weight * vec
         parts.update(rotation=float(rot.detach()), vector=float(vec.detach()))
