@@ -176,7 +176,9 @@ def main() -> None:
     print(f"PETR lifter (2 layers, d_model 34, ff 2048): {count_parameters(lifter):,} parameters, "
           f"{lf_flops / 1e6:.2f} MFLOPs per person")  # fmt: skip
     pebrt = build_lifter(LifterConfig(variant="pebrt")).to(device).eval()
-    print(f"PEBRT lifter: {count_parameters(pebrt):,} parameters, {flops_of(pebrt, kp_norm) / 1e6:.2f} MFLOPs (+ Gram-Schmidt/FK, not counted)")
+    pebrt_flops = flops_of(pebrt, kp_norm)
+    print(f"PEBRT lifter: {count_parameters(pebrt):,} parameters, {pebrt_flops / 1e6:.2f} MFLOPs "
+          "(+ Gram-Schmidt/FK, not counted)")
 
     # --- stages on the real photo
     bgr = cv2.imread(str(ASSETS / "messi5.jpg"))
