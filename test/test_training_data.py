@@ -170,3 +170,18 @@ def test_virtual_views_and_detector_noise() -> None:
     assert 0.01 < rel.mean() < 0.05
     mirrored = mirror_world(world, "h36m")
     assert np.allclose(mirrored[:, 1, 0], -world[:, 4, 0])
+
+
+def test_perturbed_limbs_keep_the_body_and_stay_in_limits() -> None:
+    from training.virtual import perturb_limbs
+
+    world = load_cmu_take(ASSETS / "01_01.bvh", frame_step=25).h36m.astype(np.float64)
+    new = perturb_limbs(world, np.random.default_rng(4), max_angle=1.2)
+    assert np.allclose(kinematics.bone_lengths(new), kinematics.bone_lengths(world), atol=1e-9)
+    trunk = [0, 1, 4, 7, 8, 9, 10, 11, 14]
+    assert np.allclose(new[:, trunk], world[:, trunk], atol=1e-9)
+    assert np.linalg.norm(new - world, axis=-1)[:, [3, 6, 13, 16]].mean() > 0.1  # hands and feet moved
+    to_cam = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    local = kinematics.joint_rotations(new @ to_cam.T, "local")
+    weights, _ = kinematics.kinematic_constraint_weights(local[:, 1:], 1e-3)
+    assert (weights == 1).all()

@@ -34,6 +34,7 @@ from training.virtual import (
     DetectorNoise,
     add_detector_noise,
     mirror_world,
+    perturb_limbs,
     project,
     random_views,
     to_camera,
@@ -56,6 +57,7 @@ class ShippedRecipe:
     body_height: float = 1.70  # CMU subject scaled to this standing height (metres)
     samples_per_epoch: int = 65536
     synthetic_fraction: float = 0.25
+    perturbed_fraction: float = 0.0  # of the CMU samples: limbs turned at random (virtual.perturb_limbs)
     synthetic_frames: int = 6000  # Winter-model frames (50 fps) in the augmentation pool
     test_frame_step: int = 4  # 01_03 at 30 Hz for evaluation
     test_views: int = 2  # random cameras per held-out pose
@@ -123,9 +125,13 @@ class ShippedSource(DataSource):
         n_cmu = r.samples_per_epoch - n_syn
         ci = rng.integers(0, len(self.cmu_h36m), n_cmu)
         si = rng.integers(0, len(self.synth_h36m), n_syn)
-        kp_c, t_c = _views(self.cmu_h36m[ci], self.cmu_coco[ci], rng, DetectorNoise())
-        kp_s, t_s = _views(self.synth_h36m[si], None, rng, DetectorNoise())
-        return PoseDataset(np.concatenate([kp_c, kp_s]), np.concatenate([t_c, t_s]))
+        n_pert = int(round(n_cmu * r.perturbed_fraction))
+        kp_c, t_c = _views(self.cmu_h36m[ci[n_pert:]], self.cmu_coco[ci[n_pert:]], rng, DetectorNoise())
+        parts = [(kp_c, t_c), _views(self.synth_h36m[si], None, rng, DetectorNoise())]
+        if n_pert:
+            # perturbed poses have no face points: their H3.6M joints are projected directly, like synthetic ones
+            parts.append(_views(perturb_limbs(self.cmu_h36m[ci[:n_pert]], rng), None, rng, DetectorNoise()))
+        return PoseDataset(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
     def val_set(self) -> Dataset:
         return PoseDataset(*self.test_noisy)
@@ -140,6 +146,7 @@ class ShippedSource(DataSource):
             "synthetic_poses": int(len(self.synth_h36m)),
             "samples_per_epoch": r.samples_per_epoch,
             "synthetic_fraction": r.synthetic_fraction,
+            "perturbed_fraction": r.perturbed_fraction,
             "held_out_samples": int(len(self.test_noisy[0])),
             "body_height_m": r.body_height,
             "source": "Debian assimp-testmodels (CMU Graphics Lab Motion Capture Database, free for all uses)",

@@ -109,3 +109,52 @@ def mirror_world(points: np.ndarray, layout: str) -> np.ndarray:
     out = np.asarray(points)[..., list(perm), :].copy()
     out[..., 0] = -out[..., 0]
     return out
+
+
+# Limb bones whose parent-relative rotation `perturb_limbs` changes (bone b ends at joint b + 1): thighs, calves,
+# upper arms, forearms.
+LIMB_BONES: tuple[int, ...] = (1, 2, 4, 5, 11, 12, 14, 15)
+
+
+def perturb_limbs(world: np.ndarray, rng: np.random.Generator, max_angle: float = 1.0) -> np.ndarray:
+    """New plausible poses from real ones: each limb's joint angles (sideways swing and flexion, in the joint frames
+    of kinematics.JOINT_ANGLE_LIMITS) move by up to `max_angle` radians, clamped into the limits; the bone is put
+    on its new direction by the twist-free rotation, so the pose reads back with the same in-limit angles. Bone
+    lengths and the trunk stay.
+
+    world: (N, 17, 3) H3.6M-17 poses in a z-up frame. Returns (N, 17, 3).
+    """
+    from petr_ros import kinematics
+
+    # joint_rotations works in camera-like axes (y down); rotate the z-up world there and back.
+    to_cam = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    poses = np.asarray(world, dtype=np.float64) @ to_cam.T
+    root = poses[:, 0]
+    lengths = kinematics.bone_lengths(poses)
+    local = kinematics.joint_rotations(poses, frame="local")
+    angles = kinematics.joint_angles(local[:, 1:])  # (N, 16, 3): z sideways, y middle, x flexion
+    limits = kinematics.JOINT_ANGLE_LIMITS
+    bones = list(LIMB_BONES)
+    delta = rng.uniform(-max_angle, max_angle, (len(poses), len(bones), 3))
+    delta[..., 1] = 0.0  # the middle angle is twist-like: not observable, left alone
+    new = angles[:, bones] + delta
+    margin = 0.05  # radians inside the limits: the twist-free rebuild moves the read-back angles a little
+    new = np.clip(new, limits[bones, :, 0] + margin, limits[bones, :, 1] - margin)
+    frames = kinematics.JOINT_FRAMES[bones]
+    direction = kinematics.matrix_from_euler_zyx(new)[..., :, 1]  # R @ e_y in the joint frame
+    direction = np.einsum("bij,nbj->nbi", frames, direction)
+    rest = np.broadcast_to(kinematics.REST_DIRECTIONS[[b + 1 for b in bones]], direction.shape)
+    local[:, [b + 1 for b in bones]] = kinematics.minimal_rotation(rest, direction)
+    poses = kinematics.forward_kinematics(local, lengths, root=root, frame="local")
+    # Euler read-back of a twist-free rotation can leave a range near its edges (and near gimbal lock the angles
+    # are ill-defined): clamp as read back, and keep the original pose for the rare ones still outside.
+    original = np.asarray(world, dtype=np.float64) @ to_cam.T
+    for _ in range(2):
+        local = kinematics.joint_rotations(poses, frame="local")
+        _, clamped = kinematics.kinematic_constraint_weights(local[:, 1:])
+        poses = kinematics.forward_kinematics(np.concatenate([local[:, :1], clamped], axis=1), lengths, root=root,
+                                              frame="local")  # fmt: skip
+    weights, _ = kinematics.kinematic_constraint_weights(kinematics.joint_rotations(poses, "local")[:, 1:], 1e-3)
+    outside = (weights > 1).any(axis=-1)
+    poses[outside] = original[outside]
+    return poses @ to_cam
