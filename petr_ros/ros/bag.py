@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -37,6 +38,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 DISCOVERY_SETTLE_S = 0.5
+ACK_TIMEOUT_S = 5.0
 
 
 # --- types -------------------------------------------------------------------------------------------------------
@@ -281,6 +283,9 @@ def play_bag(
         if not loop:
             break
     for p in pubs.values():
+        # Reliable delivery may still be resending the last (fragmented) messages: wait for the acknowledgements
+        # before the publisher goes away, or a subscriber that lost a fragment never gets that message.
+        p.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT_S))
         node.destroy_publisher(p)
     return published
 
@@ -336,9 +341,10 @@ def record_bag(
             def callback(raw: bytes, topic: str = topic) -> None:
                 bag.write(topic, raw, time.time_ns())
 
-            subs.append(node.create_subscription(message_class(msgtype), topic, callback, _topic_qos(node, topic),
-                                                 raw=True))
-        node.get_logger().info(f"recording {', '.join(topics)} to {path}")
+            qos = _topic_qos(node, topic)
+            subs.append(node.create_subscription(message_class(msgtype), topic, callback, qos, raw=True))
+            reliability = "reliable" if qos.reliability == ReliabilityPolicy.RELIABLE else "best effort"
+            node.get_logger().info(f"recording {topic} ({msgtype}, {reliability}) to {path}")
         end = None if duration is None else time.monotonic() + duration
         while not stop.is_set():
             if end is not None and time.monotonic() >= end:
@@ -388,7 +394,6 @@ def play_main(argv: list[str] | None = None) -> int:
         n = play_bag(node, args.bag, args.topics, args.rate, args.loop, remap,
                      wait_for_subscribers=args.wait_for_subscribers)
         node.get_logger().info(f"played {n} messages from {args.bag}")
-        time.sleep(0.5)  # let reliable deliveries of the last messages finish
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ValueError, FileNotFoundError) as exc:
