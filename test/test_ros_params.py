@@ -40,12 +40,13 @@ def _state(probe, client) -> str:
 
 def test_lifecycle_and_parameter_validation(start_node, probe, lifter_checkpoint) -> None:
     node = start_node({"autostart": False, "lifter_checkpoint": lifter_checkpoint, "torch_threads": 1,
-                       "backend": "hrnet"})
+                       "backend": "hrnet", "min_persn_score": 0.5})
     set_params = probe.node.create_client(SetParameters, "/petr_node/set_parameters")
     change = probe.node.create_client(ChangeState, "/petr_node/change_state")
     get_state = probe.node.create_client(GetState, "/petr_node/get_state")
 
     assert _state(probe, get_state) == "unconfigured"  # autostart false: waits for a lifecycle manager
+    assert "unknown parameter 'min_persn_score' ignored" in node.log()  # a typo is reported, not silently dropped
     # Rejected with a reason, whatever the state.
     ok, reason = _set(probe, set_params, "backend", "openpose")
     assert not ok and "backend must be one of auto, hrnet, mediapipe" in reason

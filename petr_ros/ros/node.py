@@ -298,6 +298,10 @@ class PetrNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for p in PARAMS:
             self.declare_parameter(p.name, p.default, _descriptor(p))
+        # rclpy silently ignores overrides of undeclared names: say so, a typo in a params file is otherwise invisible.
+        for name in sorted(set(getattr(self, "_parameter_overrides", {})) - set(PARAM_BY_NAME)):
+            if not self.has_parameter(name):
+                self.get_logger().warning(f"unknown parameter '{name}' ignored (see config/petr.yaml for the names)")
 
     # parameters ---------------------------------------------------------------------------------------------
     def p(self, name: str) -> Any:
