@@ -10,7 +10,7 @@ setup:
 	@./scripts/setup_env.sh
 
 demo: setup
-	@$(ENV) python -m petr_ros.demo --output outputs/demo
+	@$(ENV) python -m petr_ros.ros.demo --output outputs/demo
 
 lint: setup
 	@$(ENV) ruff check .

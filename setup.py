@@ -29,7 +29,7 @@ setup(
             "petr_node = petr_ros.ros.node:main",
             "petr_bag_play = petr_ros.ros.bag:play_main",
             "petr_bag_record = petr_ros.ros.bag:record_main",
-            "petr_demo = petr_ros.demo:main",
+            "petr_demo = petr_ros.ros.demo:main",
             "petr_train = training.cli:main",
             # `ros2 run petr_ros train ...` in a ROS install
             "train = training.cli:main",

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from petr_ros.ros.process import NodeProcess
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = Path(os.environ.get("PETR_ASSETS", REPO / "assets"))
@@ -83,60 +82,6 @@ def hrnet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-class NodeProcess:
-    """A petr_node in its own process, logging to a file."""
-
-    def __init__(self, env: dict[str, str], log_path: Path, params: dict[str, Any], params_file: Path | None,
-                 extra_args: list[str] | None = None) -> None:
-        args = [sys.executable, "-m", "petr_ros.ros.node", "--ros-args"]
-        if params_file is not None:
-            args += ["--params-file", str(params_file)]
-        for key, value in params.items():
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            args += ["-p", f"{key}:={text}"]
-        args += extra_args or []
-        self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, text: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log():
-                return True
-            if not self.alive():
-                return text in self.log()
-            time.sleep(0.1)
-        return False
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-        raise RuntimeError("VmRSS not found")
-
-    def stop(self, timeout: float = 15.0) -> int:
-        if self.alive():
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
-
-
 @pytest.fixture
 def start_node(ros_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
     """start_node(params=..., params_file=PARAMS_FILE, env=...) -> NodeProcess; every node is stopped at teardown."""
@@ -144,7 +89,8 @@ def start_node(ros_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[...
 
     def start(params: dict[str, Any] | None = None, params_file: Path | None = PARAMS_FILE,
               env: dict[str, str] | None = None, extra_args: list[str] | None = None) -> NodeProcess:
-        node = NodeProcess(env or ros_env, tmp_path / f"node{len(nodes)}.log", params or {}, params_file, extra_args)
+        node = NodeProcess(env or ros_env, tmp_path / f"node{len(nodes)}.log", params, params_file,
+                           extra_args=extra_args, cwd=REPO)
         nodes.append(node)
         return node
 

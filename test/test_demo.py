@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from petr_ros.demo import SPORTS2D_FOCAL_PX
+from petr_ros.ros.demo import SPORTS2D_FOCAL_PX
 from petr_ros.skeleton import JOINT_INDEX, NUM_JOINTS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env["ROS_LOG_DIR"] = str(out / "ros_log")
     env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     domain = 110 + os.getpid() % 10  # 110..119: away from the node tests' 70..101 and the demo's own 150..199
-    args = [sys.executable, "-m", "petr_ros.demo", "--output", str(out), "--frames", str(FRAMES),
+    args = [sys.executable, "-m", "petr_ros.ros.demo", "--output", str(out), "--frames", str(FRAMES),
             "--first-frame", str(FIRST), "--last-frame", str(LAST), "--gif-frames", str(FRAMES),
             "--sheet-frames", "2", "--domain-id", str(domain), "--focal-px", str(SPORTS2D_FOCAL_PX)]  # fmt: skip
     proc = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=240)

@@ -1,6 +1,6 @@
 """The main job: a real video through the real `petr_node` over real DDS, recorded and drawn.
 
-`python -m petr_ros.demo --output outputs/demo` (or `petr_demo`, or `make demo`):
+`python -m petr_ros.ros.demo --output outputs/demo` (or `petr_demo`, or `make demo`):
 
 1. reads frames of a video a registry package ships (default `$PETR_ASSETS/sports2d_demo.mp4`, from the
    sports2d wheel), evenly spread over the clip and downscaled (960 px wide);
@@ -23,8 +23,6 @@ import json
 import logging
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,8 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from petr_ros.ros.process import NodeProcess
+
 LOG = logging.getLogger("petr_demo")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NODE_NAME = "petr_node"
 IMAGE_TOPIC = "/demo/camera/image_raw"
 RECORDED_IMAGE_TOPIC = "/demo/camera/image_raw/compressed"
@@ -148,38 +148,6 @@ def read_frames(path: Path, count: int, width: int, first: int = 0, last: int = 
 
 
 # --- the node process -------------------------------------------------------------------------------------------
-class NodeProcess:
-    """`petr_node` in its own process (same interpreter), its output in a log file."""
-
-    def __init__(self, env: dict[str, str], log_path: Path, params: dict[str, str]) -> None:
-        args = [sys.executable, "-m", "petr_ros.ros.node", "--ros-args", "-r", f"image:={IMAGE_TOPIC}",
-                "-r", f"camera_info:={CAMERA_INFO_TOPIC}"]
-        for key, value in params.items():
-            args += ["-p", f"{key}:={value}"]
-        self.args = args
-        self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGINT (a clean lifecycle shutdown), then SIGKILL after `timeout`; safe to call twice."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
-
-
 def private_domain_id() -> int:
     """A ROS domain id of this run's own (150..199), away from 0 and from the test suite's 61 and 70..119."""
     return 150 + os.getpid() % 50
@@ -207,7 +175,8 @@ def start_node(cfg: DemoConfig, out: Path) -> tuple[NodeProcess, int]:
     params.update(cfg.node_params)
     LOG.info("starting %s on ROS_DOMAIN_ID=%d (params: %s)", NODE_NAME, domain,
              ", ".join(f"{k}={v}" for k, v in params.items()))  # fmt: skip
-    return NodeProcess(env, out / "node.log", params), domain
+    remaps = {"image": IMAGE_TOPIC, "camera_info": CAMERA_INFO_TOPIC}
+    return NodeProcess(env, out / "node.log", params, remaps=remaps), domain
 
 
 def camera_info_msg(focal_px: float, video_width: int, width: int, height: int) -> Any:
@@ -308,11 +277,11 @@ def run_through_node(cfg: DemoConfig, frames: list[Frame], out: Path, node_proc:
 
         LOG.info("waiting for the node to load the model and subscribe to %s ...", IMAGE_TOPIC)
         if not spin_until(ready, cfg.startup_timeout_s):
-            tail = "\n".join(node_proc.log_text().splitlines()[-25:])
+            tail = "\n".join(node_proc.log().splitlines()[-25:])
             raise RuntimeError(f"{NODE_NAME} did not come up within {cfg.startup_timeout_s:.0f} s "
                                f"(exit code {node_proc.proc.poll()}); its log ({node_proc.log_path}):\n{tail}")
         startup_s = time.monotonic() - t_start
-        model_line = next((ln for ln in node_proc.log_text().splitlines() if "model ready" in ln), "")
+        model_line = next((ln for ln in node_proc.log().splitlines() if "model ready" in ln), "")
         LOG.info("node ready after %.1f s%s", startup_s, f": {model_line.split(']: ')[-1]}" if model_line else "")
 
         if camera_info is not None:
@@ -340,7 +309,7 @@ def run_through_node(cfg: DemoConfig, frames: list[Frame], out: Path, node_proc:
             answered = spin_until(lambda f=frame: f.answered_s is not None, cfg.frame_timeout_s)
             if not node_proc.alive():
                 raise RuntimeError(f"{NODE_NAME} exited during the run; its log ({node_proc.log_path}):\n"
-                                   + "\n".join(node_proc.log_text().splitlines()[-25:]))
+                                   + "\n".join(node_proc.log().splitlines()[-25:]))
             people = len(frame.messages["skeletons"].skeletons) if answered else 0
             if not answered:
                 LOG.warning("frame %d (video frame %d): no answer within %.1f s", i, frame.index, cfg.frame_timeout_s)
