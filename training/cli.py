@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", default="outputs/shipped", help="training folder (last.pt for --resume, log.csv, "
                    "loss_curve.png, metrics.json)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed reproduces the same weights")
-    p.add_argument("--epochs", type=int, default=30, help="epochs of 65536 fresh samples each")
+    p.add_argument("--epochs", type=int, default=20, help="epochs of 65536 fresh samples each")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 keeps a shared machine usable)")
     p.add_argument("--resume", action="store_true", help="continue from <work-dir>/last.pt after an interruption")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")

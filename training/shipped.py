@@ -2,8 +2,10 @@
 
 Data (all shipped with registry packages, nothing downloaded at run time):
 
-- Training motion: CMU take 01_01 (120 Hz, every frame), mirrored left/right (a second, equally real motion),
-  plus the Winter-model synthetic generator as augmentation (``synthetic_fraction`` of every epoch).
+- Training motion: CMU take 01_01 (120 Hz, every frame), mirrored left/right (a second, equally real motion);
+  ``perturbed_fraction`` of those samples get new limb joint angles (virtual.perturb_limbs: the real trunk and
+  bone lengths, limbs moved inside the joint limits), plus the Winter-model synthetic generator as augmentation
+  (``synthetic_fraction`` of every epoch).
 - Held out: the whole take 01_03 (a different activity) - never seen in training.
 - Each training sample is a pose seen through its own random virtual camera (all azimuths, elevation -15..40 deg,
   2.5-9 m, focal 450-2200 px, roll, off-centre), drawn afresh every epoch from (seed, epoch); 2D noise like a real
@@ -57,7 +59,7 @@ class ShippedRecipe:
     body_height: float = 1.70  # CMU subject scaled to this standing height (metres)
     samples_per_epoch: int = 65536
     synthetic_fraction: float = 0.25
-    perturbed_fraction: float = 0.0  # of the CMU samples: limbs turned at random (virtual.perturb_limbs)
+    perturbed_fraction: float = 0.7  # of the CMU samples: limb joint angles moved at random (virtual.perturb_limbs)
     synthetic_frames: int = 6000  # Winter-model frames (50 fps) in the augmentation pool
     test_frame_step: int = 4  # 01_03 at 30 Hz for evaluation
     test_views: int = 2  # random cameras per held-out pose
@@ -153,7 +155,7 @@ class ShippedSource(DataSource):
         }
 
 
-def shipped_config(output_dir: str, seed: int = 0, epochs: int = 30, threads: int = 1) -> TrainConfig:
+def shipped_config(output_dir: str, seed: int = 0, epochs: int = 20, threads: int = 1) -> TrainConfig:
     """The TrainConfig of the shipped lifter (PETR head; output range 2 m for raised arms)."""
     return TrainConfig(
         mode="lifter",
@@ -205,7 +207,7 @@ def train_shipped(
     output: str | os.PathLike = DEFAULT_OUTPUT,
     work_dir: str | os.PathLike = "outputs/shipped",
     seed: int = 0,
-    epochs: int = 30,
+    epochs: int = 20,
     threads: int = 1,
     progress: bool = True,
     resume: bool = False,
