@@ -35,7 +35,8 @@ def saved(tmp_path: Path) -> tuple[Path, torch.nn.Module, LifterConfig]:
         tmp_path / "ckpts" / "lifter.pt",
         model.state_dict(),
         cfg,
-        metadata={"data": "cmu 01_01", "epochs": 3, "metrics": {"mpjpe_mm": np.float32(61.5)}, "split": ("a", "b")},
+        metadata={"data": "cmu 01_01", "epochs": 3, "metrics": {"mpjpe_mm": np.float32(61.5)}, "split": ("a", "b"),
+                  "torch": torch.__version__},  # a str subclass: stored as a plain str
         training_state={"epoch": 3, "optimizer": opt.state_dict()},
     )
     return path, model, cfg
@@ -47,6 +48,7 @@ def test_round_trip(saved: tuple[Path, torch.nn.Module, LifterConfig]) -> None:
     assert isinstance(ckpt, Checkpoint)
     assert ckpt.config == cfg and ckpt.format_version == 1
     assert ckpt.metadata["epochs"] == 3 and ckpt.metadata["data"] == "cmu 01_01"
+    assert type(ckpt.metadata["torch"]) is str and ckpt.metadata["torch"] == str(torch.__version__)
     assert ckpt.metadata["metrics"]["mpjpe_mm"] == pytest.approx(61.5)  # numpy scalar stored as a float
     assert ckpt.training_state["epoch"] == 3
     assert set(ckpt.training_state["optimizer"]) == {"state", "param_groups"}

@@ -54,8 +54,12 @@ class Checkpoint:
 
 def _plain(value: Any, where: str) -> Any:
     """Convert to what weights_only loading accepts: tensors, numbers, str, bool, None, lists/tuples/dicts."""
-    if value is None or isinstance(value, (bool, int, float, str, Tensor)):
+    if value is None or isinstance(value, Tensor) or type(value) in (bool, int, float, str):
         return value
+    # Subclasses (torch.__version__ is a str subclass, IntEnum an int) would be refused by weights_only loading.
+    for plain in (bool, int, float, str):
+        if isinstance(value, plain):
+            return plain(value)
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
