@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from petr_ros import kinematics
 from petr_ros.validation import check_points
 
 # The four cameras, in the order the VideoPose3D-format 2D files list them.
@@ -138,24 +139,13 @@ NUM_H36M_CAMERAS = len(H36M_INTRINSICS)
 def quaternion_wxyz_to_matrix(q: np.ndarray) -> np.ndarray:
     """(4,) or (..., 4) unit quaternion (w, x, y, z) -> rotation matrix (..., 3, 3) acting on column vectors.
 
-    Human3.6M publishes w first; the package's own quaternions are (x, y, z, w) (design.md), so this one
-    conversion stays local to the calibration table.
+    Human3.6M publishes w first; the package's quaternions are (x, y, z, w) (design.md): reorder, then the one
+    conversion of the kinematics module.
     """
     q = np.asarray(q, dtype=np.float64)
     if q.shape[-1] != 4:
         raise ValueError(f"quaternion must have shape (..., 4), got {q.shape}")
-    norm = np.linalg.norm(q, axis=-1, keepdims=True)
-    if np.any(norm < 1e-9):
-        raise ValueError("quaternion has zero norm")
-    w, x, y, z = np.moveaxis(q / norm, -1, 0)
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        -2,
-    )
+    return kinematics.quaternion_to_matrix(np.roll(q, -1, axis=-1))
 
 
 @dataclass(frozen=True)

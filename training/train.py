@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from petr_ros import metrics, skeleton
+from petr_ros.model import device as model_device
 from petr_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from petr_ros.model.lifter import LifterOutput, build_lifter, normalize_keypoints_2d
 from training.config import TrainConfig
@@ -58,13 +59,10 @@ class Runtime:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> this process's CUDA device when there is one, else CPU; explicit names are checked."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return device
+    """'auto' -> this process's CUDA device (torchrun's LOCAL_RANK) when there is one; else the package's rules."""
+    if name == "auto" and torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    return model_device.resolve_device(name)
 
 
 def init_runtime(cfg: TrainConfig) -> Runtime:
