@@ -270,6 +270,24 @@ class PanelRenderer:
         return np.asarray(self.canvas.buffer_rgba())[:, :, :3].copy()
 
 
+def draw_skeleton_cv2(image: np.ndarray, keypoints: np.ndarray, colours: dict[str, tuple[int, int, int]],
+                      thickness: int, visible: np.ndarray | None = None, antialias: bool = True) -> None:
+    """Draw an H3.6M-17 stick figure into `image` in place with OpenCV: bones coloured by the side of their child
+    joint, then the joints. `colours` maps 'left' / 'right' / 'centre' to colours in the image's channel order;
+    `visible` (17,) bool hides joints (and their bones)."""
+    import cv2
+
+    pts = np.round(np.asarray(keypoints, np.float64)).astype(int)
+    shown = np.ones(NUM_JOINTS, bool) if visible is None else np.asarray(visible, bool)
+    line_type = cv2.LINE_AA if antialias else cv2.LINE_8
+    for child, parent in BONES:
+        if shown[child] and shown[parent]:
+            cv2.line(image, tuple(map(int, pts[parent])), tuple(map(int, pts[child])), colours[joint_side(child)],
+                     thickness, line_type)
+    for j in np.flatnonzero(shown):
+        cv2.circle(image, tuple(map(int, pts[j])), thickness + 2, colours[joint_side(int(j))], -1, line_type)
+
+
 def contact_sheet(panels: Sequence[np.ndarray], columns: int = 1, gap: int = 4) -> np.ndarray:
     """Tile equally sized (H, W, 3) panels in a grid with white gaps."""
     if not panels:

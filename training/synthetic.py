@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from petr_ros import kinematics, skeleton
+from petr_ros.render import draw_skeleton_cv2
 from training import h36m
 from training.cameras import h36m_cameras
 
@@ -175,11 +176,7 @@ def render_stick_video(
     try:
         for frame_kp in np.asarray(keypoints) * scale:
             img = np.full((h, w, 3), 50, np.uint8)
-            pts = np.round(frame_kp).astype(int)
-            for b, (child, parent) in enumerate(skeleton.BONES):
-                cv2.line(img, tuple(pts[parent]), tuple(pts[child]), colours[skeleton.bone_side(b)], thickness)
-            for j, p in enumerate(pts):
-                cv2.circle(img, tuple(p), thickness + 1, colours[skeleton.joint_side(j)], -1)
+            draw_skeleton_cv2(img, frame_kp, colours, thickness, antialias=False)
             writer.write(img)
     finally:
         writer.release()

@@ -18,6 +18,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from petr_ros.image_codec import check_raw_header, decode_compressed, decode_raw
 from petr_ros.kinematics import bone_lengths
+from petr_ros.render import draw_skeleton_cv2
 from petr_ros.skeleton import BONES, JOINT_NAMES, NUM_JOINTS, PARENTS, joint_side
 
 try:  # cv_bridge where a ROS install has it; the numpy codec otherwise (same results for the encodings we take)
@@ -191,15 +192,7 @@ def draw_keypoints(rgb: np.ndarray, persons: Sequence[PlacedPerson], min_confide
         conf = np.asarray(person.confidences, np.float64)
         if not np.all(np.isfinite(kp)):
             continue
-        for child, parent in BONES:
-            if conf[child] >= min_confidence and conf[parent] >= min_confidence:
-                p0 = tuple(int(round(v)) for v in kp[parent])
-                p1 = tuple(int(round(v)) for v in kp[child])
-                cv2.line(out, p0, p1, colours[joint_side(child)], thickness, cv2.LINE_AA)
-        for j in range(NUM_JOINTS):
-            if conf[j] >= min_confidence:
-                centre = tuple(int(round(v)) for v in kp[j])
-                cv2.circle(out, centre, thickness + 2, colours[joint_side(j)], -1, cv2.LINE_AA)
+        draw_skeleton_cv2(out, kp, colours, thickness, visible=conf >= min_confidence)
         x0, y0, x1, y1 = (int(round(v)) for v in np.asarray(person.box, np.float64))
         cv2.rectangle(out, (x0, y0), (x1, y1), colours["centre"], 1)
         cv2.putText(out, f"id {person.person_id}", (x0, max(y0 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
