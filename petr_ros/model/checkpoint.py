@@ -14,7 +14,6 @@ Only plain containers, numbers, strings and tensors are stored, so it loads with
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from petr_ros.fileio import atomic_open
 from petr_ros.model.lifter import LifterConfig, build_lifter
 
 FORMAT = "petr_ros.lifter"
@@ -96,26 +96,8 @@ def save_checkpoint(
         "metadata": _plain(dict(metadata or {}), "metadata"),
         "training_state": None if training_state is None else _plain(dict(training_state), "training_state"),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass  # some file systems do not support fsync on directories
+    with atomic_open(path, "wb") as fh:
+        torch.save(payload, fh)
     return path
 
 
