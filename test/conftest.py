@@ -23,13 +23,15 @@ ASSETS = Path(os.environ.get("PETR_ASSETS", REPO / "assets"))
 PARAMS_FILE = REPO / "config" / "petr.yaml"
 SHM_PROFILE = REPO / "config" / "fastdds_shm.xml"
 
-# Domains 70..101 (valid on Linux), away from 0 and from test_ros_smoke's 61; advanced per test so that tests never
-# hear each other's leftovers, offset by the pid so two concurrent pytest runs rarely meet.
-_DOMAINS = itertools.count(70 + (os.getpid() % 4) * 8)
+# Domains BASE..BASE+31 (valid on Linux), BASE 70 by default (away from 0 and from test_ros_smoke's 61); advanced
+# per test so that tests never hear each other's leftovers, offset by the pid so two concurrent pytest runs rarely
+# meet. PETR_TEST_DOMAIN_BASE moves the whole range (concurrent suites on one machine; at most 200).
+_DOMAIN_BASE = min(200, int(os.environ.get("PETR_TEST_DOMAIN_BASE", "70")))
+_DOMAINS = itertools.count((os.getpid() % 4) * 8)
 
 
 def _next_domain() -> int:
-    return 70 + (next(_DOMAINS) - 70) % 32
+    return _DOMAIN_BASE + next(_DOMAINS) % 32
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ SUBSCRIBER = textwrap.dedent(
 
 def test_image_crosses_processes_byte_exact(tmp_path) -> None:
     env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = "61"
+    env["ROS_DOMAIN_ID"] = str(int(os.environ.get("PETR_TEST_DOMAIN_BASE", "70")) - 9)  # 61 by default
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env["ROS_LOG_DIR"] = str(tmp_path / "ros_log")
     subscriber = subprocess.Popen([sys.executable, "-c", SUBSCRIBER], env=env, stdout=subprocess.PIPE, text=True)
