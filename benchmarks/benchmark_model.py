@@ -39,8 +39,9 @@ from petr_ros import kinematics  # noqa: E402
 from petr_ros.estimator import PoseEstimator  # noqa: E402
 from petr_ros.model.checkpoint import save_checkpoint  # noqa: E402
 from petr_ros.model.device import resolve_device  # noqa: E402
-from petr_ros.model.hrnet import HRNetW32, count_parameters  # noqa: E402
+from petr_ros.model.hrnet import HRNetW32  # noqa: E402
 from petr_ros.model.lifter import LifterConfig, build_lifter  # noqa: E402
+from petr_ros.model.size import count_parameters  # noqa: E402
 
 ASSETS = Path(os.environ.get("PETR_ASSETS", Path(__file__).resolve().parents[1] / "assets"))
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from petr_ros.model.hrnet import HRNetW32, HRNetWeightsError, count_parameters, load_hrnet_weights
+from petr_ros.model.hrnet import HRNetW32, HRNetWeightsError, load_hrnet_weights
+from petr_ros.model.size import count_parameters
 
 torch.set_num_threads(1)  # 2 shared cores: one thread avoids OpenMP stalls when the machine is busy
 LAYOUT = Path(__file__).parent / "data" / "hrnet_w32_256x192_state_dict.tsv"

@@ -253,8 +253,3 @@ def load_hrnet_weights(path: str | os.PathLike, map_location: str | torch.device
         )
     model.load_state_dict(sd, strict=True)
     return model.to(map_location).eval()
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of learnable parameters."""
-    return sum(p.numel() for p in model.parameters())
