@@ -49,7 +49,7 @@ def test_camera_projection_centre_and_distortion() -> None:
     d = cam.project(off_axis) - cam.center
     u = cam.project(off_axis, distort=False) - cam.center
     assert np.linalg.norm(d) < np.linalg.norm(u)
-    with pytest.raises(ValueError, match="behind"):
+    with pytest.raises(ValueError, match="in front of the camera"):
         cam.project(np.array([[0.0, 0.0, -1.0]]))
     with pytest.raises(ValueError, match="S3"):
         h36m_camera("S3", 0)
@@ -170,6 +170,36 @@ def test_virtual_views_and_detector_noise() -> None:
     assert 0.01 < rel.mean() < 0.05
     mirrored = mirror_world(world, "h36m")
     assert np.allclose(mirrored[:, 1, 0], -world[:, 4, 0])
+
+
+def test_virtual_projection_is_the_package_pinhole_per_sample() -> None:
+    from petr_ros.camera import Intrinsics
+    from petr_ros.camera import project as pinhole
+
+    cam = np.array([[[0.3, -0.2, 4.0], [0.0, 0.0, 2.0]], [[-1.0, 0.5, 5.0], [0.2, 0.1, 3.0]]])
+    intr = np.array([[1000.0, 640.0, 480.0], [500.0, 600.0, 400.0]])
+    kp = project(cam, intr)
+    for n in range(2):
+        k = Intrinsics(fx=intr[n, 0], fy=intr[n, 0], cx=intr[n, 1], cy=intr[n, 2])
+        assert np.allclose(kp[n], pinhole(cam[n], k), atol=1e-12)
+    behind = cam.copy()
+    behind[1, 0, 2] = -0.5
+    with pytest.raises(ValueError, match="in front of the camera"):
+        project(behind, intr)  # never clipped into a plausible-looking pixel
+
+
+def test_mirror_swaps_the_sides_of_each_layout() -> None:
+    from petr_ros import skeleton
+
+    rng = np.random.default_rng(3)
+    h36m_pose, coco_pose = rng.normal(size=(2, 4, 17, 3))
+    assert np.array_equal(mirror_world(h36m_pose, "h36m"), skeleton.flip_pose(h36m_pose))
+    coco = mirror_world(coco_pose, "coco")
+    names = skeleton.COCO_JOINT_NAMES
+    left_wrist, right_wrist = names.index("left_wrist"), names.index("right_wrist")
+    assert np.array_equal(coco[:, left_wrist, 1:], coco_pose[:, right_wrist, 1:])
+    assert np.array_equal(coco[:, left_wrist, 0], -coco_pose[:, right_wrist, 0])
+    assert np.array_equal(mirror_world(coco, "coco"), coco_pose)
 
 
 def test_perturbed_limbs_keep_the_body_and_stay_in_limits() -> None:

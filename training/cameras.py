@@ -6,7 +6,8 @@ all subjects, extrinsics per subject); they are facts of the dataset. Convention
 - ``orientation`` is a unit quaternion (w, x, y, z) rotating camera axes into world axes; ``translation`` is the
   camera centre in world coordinates. World points X map to the camera optical frame (x right, y down,
   z forward) by ``R^T (X - t)``. The world frame of Human3.6M is z-up, in metres here (published in mm).
-- Projection: ``u = f * distort(x / z, y / z) + c`` with Brown-Conrady distortion (k1, k2, k3; p1, p2).
+- Projection: ``u = f * distort(x / z, y / z) + c`` with Brown-Conrady distortion (k1, k2, k3; p1, p2); the
+  division by z is `petr_ros.camera.project` (points at z <= 0 are an error, never clipped).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from petr_ros import kinematics
+from petr_ros.camera import Intrinsics, project
 from petr_ros.validation import check_points
 
 # The four cameras, in the order the VideoPose3D-format 2D files list them.
@@ -130,10 +132,12 @@ H36M_EXTRINSICS: dict[str, tuple[tuple[tuple[float, ...], tuple[float, ...]], ..
         ((0.5894251465797424, -0.7818877100944519, 0.13991211354732513, -0.14715361595153809),
          (-1590.738037109375, -3854.1689453125, 1578.017578125)),
     ),
-}  # fmt: skip
+}
 
 H36M_SUBJECTS: tuple[str, ...] = tuple(H36M_EXTRINSICS)
 NUM_H36M_CAMERAS = len(H36M_INTRINSICS)
+# Unit focal length, principal point at 0: camera.project gives normalised image coordinates (x / z, y / z).
+NORMALISED_IMAGE = Intrinsics(fx=1.0, fy=1.0, cx=0.0, cy=0.0)
 
 
 def quaternion_wxyz_to_matrix(q: np.ndarray) -> np.ndarray:
@@ -178,12 +182,13 @@ class Camera:
         return points @ np.asarray(self.rotation).T + np.asarray(self.translation)
 
     def project(self, points_cam: np.ndarray, distort: bool = True) -> np.ndarray:
-        """(..., 3) points in the camera frame -> (..., 2) pixels. Points must be in front of the camera."""
+        """(..., 3) points in the camera frame -> (..., 2) pixels; ValueError for points at z <= 0.
+
+        The perspective division (and its rule for z <= 0) is the package's one pinhole, `camera.project`, here
+        with unit intrinsics (normalised image coordinates); the lens distortion acts on those.
+        """
         points_cam = check_points(points_cam, "points_cam", dims=3, dtype=np.float64)
-        z = points_cam[..., 2:3]
-        if np.any(z <= 1e-6):
-            raise ValueError(f"{int((z <= 1e-6).sum())} points are behind or on the camera plane (z <= 0)")
-        xy = points_cam[..., :2] / z
+        xy = project(points_cam, NORMALISED_IMAGE)
         if distort:
             x, y = xy[..., 0], xy[..., 1]
             r2 = x * x + y * y

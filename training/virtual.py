@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from petr_ros import skeleton
+from petr_ros import camera, skeleton
+from training.cameras import NORMALISED_IMAGE
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,13 @@ def to_camera(world: np.ndarray, rot: np.ndarray, eye: np.ndarray) -> np.ndarray
 
 
 def project(cam: np.ndarray, intr: np.ndarray) -> np.ndarray:
-    """(N, J, 3) camera-frame points -> (N, J, 2) pixels (pinhole, no distortion)."""
-    z = np.clip(cam[..., 2:3], 1e-3, None)
-    return cam[..., :2] / z * intr[:, None, :1] + intr[:, None, 1:]
+    """(N, J, 3) camera-frame points -> (N, J, 2) pixels through each sample's own pinhole (no distortion).
+
+    The division by z is `camera.project` (unit intrinsics; ValueError for a point at z <= 0), then each
+    sample's focal length and principal point from `intr` (N, 3).
+    """
+    normalised = camera.project(cam, NORMALISED_IMAGE)
+    return normalised * intr[:, None, :1] + intr[:, None, 1:]
 
 
 def add_detector_noise(
@@ -105,8 +110,10 @@ def add_detector_noise(
 
 def mirror_world(points: np.ndarray, layout: str) -> np.ndarray:
     """Mirror (N, 17, 3) world poses left-right (negate world x, swap sides): a new, equally real motion."""
-    perm = skeleton.COCO_FLIP_PERMUTATION if layout == "coco" else skeleton.FLIP_PERMUTATION
-    out = np.asarray(points)[..., list(perm), :].copy()
+    if layout == "h36m":
+        return skeleton.flip_pose(points, axis=0)
+    # COCO-17: skeleton.flip_pose knows only the H3.6M sides yet (asked for a layout parameter, coordination)
+    out = np.asarray(points)[..., list(skeleton.COCO_FLIP_PERMUTATION), :].copy()
     out[..., 0] = -out[..., 0]
     return out
 
