@@ -14,6 +14,7 @@ torch on the CPU) and returned as numpy in the input's floating dtype (float64 f
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -59,6 +60,27 @@ REST_DIRECTIONS: np.ndarray = np.array(
     dtype=np.float64,
 )
 REST_DIRECTIONS.setflags(write=False)
+
+
+def _tree_levels() -> tuple[list[int], list[int], tuple[tuple[int, list[int]], ...]]:
+    """The skeleton by depth below the root, for the batched joint rotations: (joints in level order (root first),
+    their parents, per level (number of joints, their parents' positions within the level above)).
+
+    A joint's rotation needs only its parent's, so each level is one batched step (5 for the 16 bones)."""
+    depth = [0] * NUM_JOINTS
+    for j in range(1, NUM_JOINTS):
+        depth[j] = depth[PARENTS[j]] + 1
+    order, levels, above = [0], [], [0]
+    for d in range(1, max(depth) + 1):
+        level = [j for j in range(NUM_JOINTS) if depth[j] == d]
+        levels.append((len(level), [above.index(PARENTS[j]) for j in level]))
+        order.extend(level)
+        above = level
+    return order, [PARENTS[j] for j in order[1:]], tuple(levels)
+
+
+_LEVEL_ORDER, _LEVEL_PARENTS, _LEVELS = _tree_levels()
+_FROM_LEVEL_ORDER = [_LEVEL_ORDER.index(j) for j in range(NUM_JOINTS)]  # joint j's position in level order
 
 # --- Winter anthropometric model (fractions of body height, bone order: bone b ends at joint b + 1) -----------
 _WINTER_BY_JOINT = {
@@ -167,17 +189,34 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(-1)
 
 
+@functools.lru_cache(maxsize=32)
+def _constants(dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+    """Constant tensors of the hot paths, made once per dtype and device (a fresh torch.tensor per call costs more
+    than the arithmetic on one pose). Made outside inference mode so that autograd may save them for backward."""
+    with torch.inference_mode(False):
+        rest = torch.tensor(REST_DIRECTIONS, dtype=dtype, device=device)
+        rest_by_level = rest[_LEVEL_ORDER[1:]]
+        return {
+            "eye": torch.eye(3, dtype=dtype, device=device),
+            "down": torch.tensor(_DOWN, dtype=dtype, device=device),
+            "rest": rest,
+            # per tree level: rest directions of its joints and a unit vector perpendicular to each
+            "level_rest": rest_by_level,
+            "level_rest_perpendicular": _perpendicular(rest_by_level),
+            # [v]x entries picked from (0, v, -v): rows (0, -z, y), (z, 0, -x), (-y, x, 0)
+            "skew_index": torch.tensor([0, 6, 2, 3, 0, 4, 5, 1, 0], device=device),
+        }
+
+
 def _skew(v: torch.Tensor) -> torch.Tensor:
     """(..., 3) -> (..., 3, 3) cross-product matrix [v]x."""
-    zero = torch.zeros_like(v[..., 0])
-    x, y, z = v.unbind(-1)
-    return torch.stack(
-        (torch.stack((zero, -z, y), -1), torch.stack((z, zero, -x), -1), torch.stack((-y, x, zero), -1)), -2
-    )
+    entries = torch.cat((torch.zeros_like(v[..., :1]), v, -v), dim=-1)
+    index = _constants(v.dtype, v.device)["skew_index"]
+    return entries.index_select(-1, index).reshape(*v.shape[:-1], 3, 3)
 
 
 def _eye(like: torch.Tensor, batch: tuple[int, ...]) -> torch.Tensor:
-    return torch.eye(3, dtype=like.dtype, device=like.device).expand(*batch, 3, 3)
+    return _constants(like.dtype, like.device)["eye"].expand(*batch, 3, 3)
 
 
 def _perpendicular(a: torch.Tensor) -> torch.Tensor:
@@ -390,7 +429,13 @@ def axis_angle_to_quaternion(v: ArrayT) -> ArrayT:
 # --- Minimal rotation between directions -----------------------------------------------------------------------
 def _minimal_rotation_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a, b = torch.broadcast_tensors(a, b)
-    a, b = _normalize(a), _normalize(b)
+    a = _normalize(a)
+    return _minimal_rotation_of_unit_t(a, _perpendicular(a), _normalize(b))
+
+
+def _minimal_rotation_of_unit_t(a: torch.Tensor, a_perpendicular: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Minimal rotation a -> b for unit (or zero) a and b of one shape; a_perpendicular = _perpendicular(a)
+    (precomputed by callers whose a are constants; it broadcasts)."""
     c = _dot(a, b)
     v = torch.linalg.cross(a, b, dim=-1)
     K = _skew(v)
@@ -402,7 +447,7 @@ def _minimal_rotation_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     # minimal rotation -a -> b (axis -v, 1 - c >= 1). Their product is the minimal rotation a -> b, exact for b = -a.
     vn2 = (v * v).sum(-1, keepdim=True)
     has_axis = vn2 > 1e-12
-    u = torch.where(has_axis, v / torch.sqrt(vn2.clamp_min(1e-12)), _perpendicular(a))
+    u = torch.where(has_axis, v / torch.sqrt(vn2.clamp_min(1e-12)), a_perpendicular)
     half_turn = 2 * u[..., :, None] * u[..., None, :] - eye
     back_turn = eye - K + K2 / (1 - c).clamp_min(0.5)[..., None, None]
     flipped = back_turn @ half_turn
@@ -432,7 +477,9 @@ def _root_frame_t(joints: torch.Tensor) -> torch.Tensor:
     pelvis, left_hip, right_hip, spine = joints[..., 0, :], joints[..., 4, :], joints[..., 1, :], joints[..., 7, :]
     down = pelvis - spine
     y = torch.where(
-        (down * down).sum(-1, keepdim=True) > _TINY**2, _normalize(down), _const(np.array(_DOWN), down).expand_as(down)
+        (down * down).sum(-1, keepdim=True) > _TINY**2,
+        _normalize(down),
+        _constants(down.dtype, down.device)["down"].expand_as(down),
     )
     side = left_hip - right_hip
     x = side - _dot(side, y)[..., None] * y
@@ -443,19 +490,27 @@ def _root_frame_t(joints: torch.Tensor) -> torch.Tensor:
 
 
 def _joint_rotations_t(joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(global (..., 17, 3, 3), local (..., 17, 3, 3)) from positions."""
-    rest = _const(REST_DIRECTIONS, joints)
-    glob: list[torch.Tensor] = [_root_frame_t(joints)]
-    local: list[torch.Tensor] = [glob[0]]
-    for j in range(1, NUM_JOINTS):
-        parent_rot = glob[PARENTS[j]]
-        bone = joints[..., j, :] - joints[..., PARENTS[j], :]
+    """(global (..., 17, 3, 3), local (..., 17, 3, 3)) from positions, one batched step per tree level."""
+    const = _constants(joints.dtype, joints.device)
+    # every bone at once, in level order; the levels below are views of these
+    bones = joints[..., _LEVEL_ORDER[1:], :] - joints[..., _LEVEL_PARENTS, :]
+    rest, rest_perpendicular = const["level_rest"], const["level_rest_perpendicular"]
+    root = _root_frame_t(joints)[..., None, :, :]
+    glob, local = [root], [root]
+    start = 0
+    for size, parent_slots in _LEVELS:
+        # a joint's parent is always on the level above: its rotation is already known
+        parent_rot = glob[-1][..., parent_slots, :, :] if glob[-1].shape[-3] > 1 else glob[-1]
+        bone = bones[..., start : start + size, :]
         # The bone seen from its parent's frame; the swing from the rest direction to it is the local rotation.
         in_parent = (parent_rot.transpose(-1, -2) @ bone[..., None])[..., 0]
-        swing = _minimal_rotation_t(rest[j].expand_as(in_parent), in_parent)
+        a = rest[start : start + size].expand_as(in_parent)
+        swing = _minimal_rotation_of_unit_t(a, rest_perpendicular[start : start + size], _normalize(in_parent))
         local.append(swing)
         glob.append(parent_rot @ swing)
-    return torch.stack(glob, dim=-3), torch.stack(local, dim=-3)
+        start += size
+    back = _FROM_LEVEL_ORDER
+    return torch.cat(glob, dim=-3)[..., back, :, :], torch.cat(local, dim=-3)[..., back, :, :]
 
 
 def _broadcast(*items: tuple[str, torch.Tensor, int]) -> tuple[int, ...]:

@@ -507,3 +507,66 @@ def test_zero_quaternion_is_an_error() -> None:
         K.quaternion_to_matrix(np.array([[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]]))
     with pytest.raises(ValueError, match="zero quaternion"):
         K.quaternion_to_axis_angle(torch.zeros(4))
+
+
+def _joint_rotations_bone_by_bone(joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The definition joint_rotations batches by tree level, one bone at a time in joint order (the former code):
+    R_j = R_parent @ minimal_rotation(rest_j, R_parent^T bone_j), L_j = that swing, R_0 = L_0 = the body frame."""
+    rest = torch.tensor(K.REST_DIRECTIONS, dtype=joints.dtype)
+    glob = [K._root_frame_t(joints)]
+    local = [glob[0]]
+    for j in range(1, S.NUM_JOINTS):
+        parent_rot = glob[S.PARENTS[j]]
+        bone = joints[..., j, :] - joints[..., S.PARENTS[j], :]
+        in_parent = (parent_rot.transpose(-1, -2) @ bone[..., None])[..., 0]
+        swing = K.minimal_rotation(rest[j].expand_as(in_parent), in_parent)
+        local.append(swing)
+        glob.append(parent_rot @ swing)
+    return torch.stack(glob, dim=-3), torch.stack(local, dim=-3)
+
+
+def _degenerate_poses(rng: np.random.Generator) -> np.ndarray:
+    """(8, 17, 3) poses that hit every branch: zero-length bones, a collapsed pose, bones exactly along and against
+    their rest direction (the half-turn branch), straight limbs, hips on the spine line, huge and tiny scales."""
+    rest = K.winter_rest_pose()
+    poses = [np.zeros((17, 3)), rest.copy(), -rest, rest * 1e-9, rest * 1e6]
+    zero_bones = rest + rng.normal(scale=0.05, size=(17, 3))
+    zero_bones[5] = zero_bones[4]  # left hip -> left knee of length 0
+    zero_bones[13] = zero_bones[12]
+    poses.append(zero_bones)
+    against = rest.copy()
+    against[[12, 13]] = against[11] - (against[[12, 13]] - against[11])  # left arm folded back through the body
+    poses.append(against)
+    hips_on_spine = rest.copy()
+    hips_on_spine[[1, 4]] = hips_on_spine[0] + np.array([[0.0, 0.1, 0.0], [0.0, 0.2, 0.0]])
+    poses.append(hips_on_spine)
+    return np.stack(poses)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_joint_rotations_match_the_bone_by_bone_definition_exactly(dtype: torch.dtype) -> None:
+    rng = np.random.default_rng(11)
+    random = rng.normal(scale=0.3, size=(64, 17, 3))
+    for poses in (random, _degenerate_poses(rng), random[:6].reshape(2, 3, 17, 3), random[0]):
+        joints = torch.tensor(poses, dtype=dtype)
+        glob, local = K.joint_rotations(joints), K.joint_rotations(joints, frame="local")
+        ref_glob, ref_local = _joint_rotations_bone_by_bone(joints)
+        assert glob.shape == ref_glob.shape == (*poses.shape[:-2], 17, 3, 3)
+        # the same operations on the same numbers: bit for bit, not just close
+        assert torch.equal(glob, ref_glob), (glob - ref_glob).abs().max()
+        assert torch.equal(local, ref_local), (local - ref_local).abs().max()
+        assert bool(torch.isfinite(glob).all())
+    # numpy input runs the same code in float64
+    poses = _degenerate_poses(rng)
+    np.testing.assert_array_equal(K.joint_rotations(poses), _joint_rotations_bone_by_bone(torch.tensor(poses))[0])
+
+
+def test_joint_rotations_constants_do_not_break_autograd_after_inference_mode() -> None:
+    # the cached constant tensors are made on first use; made under inference_mode they could not be saved for
+    # backward by a later training step
+    K._constants.cache_clear()
+    with torch.inference_mode():
+        K.joint_rotations(torch.randn(2, 17, 3, dtype=torch.float64))
+    joints = torch.randn(2, 17, 3, dtype=torch.float64, requires_grad=True)
+    K.joint_rotations(joints).sum().backward()
+    assert joints.grad is not None and bool(torch.isfinite(joints.grad).all())
