@@ -23,27 +23,23 @@ from pathlib import Path
 import numpy as np
 
 from petr_ros import skeleton
+from training.motion.body import Y_UP_TO_Z_UP, coco_keypoints
 
 DIRECT_MAPPING: tuple[str, ...] = (
     "Hips", "RightUpLeg", "RightLeg", "RightFoot", "LeftUpLeg", "LeftLeg", "LeftFoot", "Spine", "Neck", "Neck1",
     "Head", "LeftArm", "LeftForeArm", "LeftHand", "RightArm", "RightForeArm", "RightHand",
-)  # fmt: skip
+)
 # COCO body points (index -> CMU joint); face points 0-4 are built from the head segment.
 _COCO_BODY = {
     5: "LeftArm", 6: "RightArm", 7: "LeftForeArm", 8: "RightForeArm", 9: "LeftHand", 10: "RightHand",
     11: "LeftUpLeg", 12: "RightUpLeg", 13: "LeftLeg", 14: "RightLeg", 15: "LeftFoot", 16: "RightFoot",
-}  # fmt: skip
+}
 _REQUIRED = sorted(set(DIRECT_MAPPING) | set(_COCO_BODY.values()) | {"EndSiteHead"})
-# Face geometry as fractions of body height (adult averages): head centre between the ears sits 40 % of the way
-# from the CMU Head joint to the head end site; ears +-4.4 % H sideways, eyes 5 % H forward and +-1.9 % H sideways,
-# nose 6.5 % H forward and 1.8 % H down.
+# Head centre between the ears: 40 % of the way from the CMU Head joint to the head end site (the face geometry
+# around it is training.motion.body's).
 _HEAD_CENTRE_FRACTION = 0.4
-_EAR_HALF_WIDTH = 0.044
-_EYE_FORWARD, _EYE_HALF_WIDTH, _EYE_UP = 0.05, 0.019, 0.006
-_NOSE_FORWARD, _NOSE_DOWN = 0.065, 0.018
 
-# BVH (y up) -> Human3.6M world (z up); a proper rotation (det +1).
-_Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+_Y_UP_TO_Z_UP = Y_UP_TO_Z_UP  # BVH (y up) -> Human3.6M world (z up)
 
 
 @dataclass
@@ -77,31 +73,16 @@ def read_bvh(path: str | os.PathLike):
     return bvh
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.clip(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9, None)
-
-
 def coco_from_cmu(nodes: dict[str, np.ndarray], height: float) -> np.ndarray:
-    """COCO-17 keypoints (F, 17, 3) from CMU node positions (F, 3) each, in a z-up metre world."""
-    frames = next(iter(nodes.values())).shape[0]
-    coco = np.zeros((frames, skeleton.COCO_NUM_JOINTS, 3))
-    for index, name in _COCO_BODY.items():
-        coco[:, index] = nodes[name]
+    """COCO-17 keypoints (F, 17, 3) from CMU node positions (F, 3) each, in a z-up metre world.
+
+    The face sits around the head centre on the Head -> head end segment; its sideways direction comes from the
+    shoulders (the head segment has no reliable roll in CMU takes).
+    """
+    body = {skeleton.COCO_JOINT_NAMES[index]: nodes[name] for index, name in _COCO_BODY.items()}
     head, head_end = nodes["Head"], nodes["EndSiteHead"]
-    up = _unit(head_end - head)
-    # Sideways from the shoulders (the head segment has no reliable roll in CMU takes), made orthogonal to `up`.
-    left = nodes["LeftArm"] - nodes["RightArm"]
-    left = _unit(left - (left * up).sum(-1, keepdims=True) * up)
-    # Facing direction in a right-handed frame: forward = left x up.
-    forward = np.cross(left, up)
     centre = head + _HEAD_CENTRE_FRACTION * (head_end - head)
-    h = height
-    coco[:, 0] = centre + h * (_NOSE_FORWARD * forward - _NOSE_DOWN * up)
-    coco[:, 1] = centre + h * (_EYE_FORWARD * forward + _EYE_HALF_WIDTH * left + _EYE_UP * up)
-    coco[:, 2] = centre + h * (_EYE_FORWARD * forward - _EYE_HALF_WIDTH * left + _EYE_UP * up)
-    coco[:, 3] = centre + h * _EAR_HALF_WIDTH * left
-    coco[:, 4] = centre - h * _EAR_HALF_WIDTH * left
-    return coco
+    return coco_keypoints(body, centre, head_end - head, height)
 
 
 def load_cmu_take(
