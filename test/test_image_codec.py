@@ -193,3 +193,214 @@ def test_truncated_jpeg_never_crashes(photo: np.ndarray) -> None:
             continue
         # libjpeg may return a partially grey image for a truncated stream: still a valid RGB image.
         assert out.shape == photo.shape and out.dtype == np.uint8
+
+
+# --- Bayer and NV12/NV21 ----------------------------------------------------------------------------------------
+# Where each colour sits in the top-left 2x2 block of each ROS Bayer pattern (row, column): written out by hand here,
+# independent of the codec, from the encoding names of sensor_msgs/image_encodings.
+BAYER_LAYOUT = {
+    "rggb": {"r": [(0, 0)], "g": [(0, 1), (1, 0)], "b": [(1, 1)]},
+    "bggr": {"b": [(0, 0)], "g": [(0, 1), (1, 0)], "r": [(1, 1)]},
+    "gbrg": {"g": [(0, 0), (1, 1)], "b": [(0, 1)], "r": [(1, 0)]},
+    "grbg": {"g": [(0, 0), (1, 1)], "r": [(0, 1)], "b": [(1, 0)]},
+}
+QUADRANT_COLOURS = [(200, 40, 10), (10, 180, 60), (30, 60, 220), (250, 250, 20)]
+
+
+def _quadrants(size: int = 32) -> np.ndarray:
+    img = np.zeros((2 * size, 2 * size, 3), np.uint8)
+    for k, colour in enumerate(QUADRANT_COLOURS):
+        r, c = divmod(k, 2)
+        img[r * size:(r + 1) * size, c * size:(c + 1) * size] = colour
+    return img
+
+
+def _mosaic(img: np.ndarray, pattern: str) -> np.ndarray:
+    mosaic = np.zeros(img.shape[:2], img.dtype)
+    for colour, places in BAYER_LAYOUT[pattern].items():
+        for dy, dx in places:
+            mosaic[dy::2, dx::2] = img[dy::2, dx::2, "rgb".index(colour)]
+    return mosaic
+
+
+def _quadrant_interiors_match(out: np.ndarray, size: int = 32, margin: int = 3) -> bool:
+    for k, colour in enumerate(QUADRANT_COLOURS):
+        r, c = divmod(k, 2)
+        block = out[r * size + margin:(r + 1) * size - margin, c * size + margin:(c + 1) * size - margin]
+        if not np.array_equal(block, np.broadcast_to(np.array(colour, np.uint8), block.shape)):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("pattern", list(BAYER_LAYOUT))
+def test_bayer8_known_pattern_demosaics_to_its_colours(pattern: str) -> None:
+    img = _quadrants()
+    mosaic = _mosaic(img, pattern)
+    h, w = mosaic.shape
+    out = decode_raw(f"bayer_{pattern}8", w, h, w, False, mosaic.tobytes())
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert _quadrant_interiors_match(out)  # flat colour areas come back exactly
+    # Read as any other pattern, the same bytes give wrong colours: the pattern name is really used.
+    for other in set(BAYER_LAYOUT) - {pattern}:
+        assert not _quadrant_interiors_match(decode_raw(f"bayer_{other}8", w, h, w, False, mosaic.tobytes())), other
+
+
+@pytest.mark.parametrize("pattern", list(BAYER_LAYOUT))
+@pytest.mark.parametrize("bigendian", [False, True])
+def test_bayer16_known_pattern_honours_endianness(pattern: str, bigendian: bool) -> None:
+    img16 = _quadrants().astype(np.uint16) * 256 + 99  # the low byte must not matter after demosaicing and >> 8
+    mosaic = _mosaic(img16, pattern)
+    h, w = mosaic.shape
+    data = mosaic.astype(">u2" if bigendian else "<u2").tobytes()
+    assert _quadrant_interiors_match(decode_raw(f"bayer_{pattern}16", w, h, 2 * w, bigendian, data))
+    assert not _quadrant_interiors_match(decode_raw(f"bayer_{pattern}16", w, h, 2 * w, not bigendian, data))
+
+
+# BT.601 limited-range Y, Cb, Cr of pure colours (the published reference values).
+YUV_REFERENCE = {(255, 0, 0): (81, 90, 240), (0, 255, 0): (145, 54, 34), (0, 0, 255): (41, 240, 110)}
+
+
+@pytest.mark.parametrize("encoding", ["nv12", "nv21"])
+def test_nv12_nv21_known_colours(encoding: str) -> None:
+    w, h = 8, 6
+    for rgb, (y, cb, cr) in YUV_REFERENCE.items():
+        first, second = (cb, cr) if encoding == "nv12" else (cr, cb)
+        chroma = np.tile(np.array([first, second], np.uint8), (h // 2, w // 2))
+        planes = np.concatenate([np.full((h, w), y, np.uint8), chroma])
+        out = decode_raw(encoding, w, h, w, False, planes.tobytes())
+        assert out.shape == (h, w, 3)
+        assert np.abs(out.astype(int) - rgb).max() <= 3, (encoding, rgb, out[0, 0])
+        swapped = decode_raw("nv21" if encoding == "nv12" else "nv12", w, h, w, False, planes.tobytes())
+        assert np.abs(swapped.astype(int) - rgb).max() > 20  # U/V order matters (green the least: 32)
+
+
+@pytest.mark.parametrize("encoding", ["nv12", "nv21", "bayer_rggb8", "bayer_grbg16"])
+def test_photo_round_trip_close(photo: np.ndarray, encoding: str) -> None:
+    img = photo[: photo.shape[0] // 2 * 2, : photo.shape[1] // 2 * 2]
+    fields = encode_raw(img, encoding, padding=6)
+    out = _decode(fields)
+    assert out.shape == img.shape
+    err = np.abs(out.astype(np.int16) - img).mean()
+    assert err < 6.0, f"mean abs error {err:.2f}"  # chroma subsampling / demosaicing lose fine colour detail
+
+
+def test_nv12_padding_applies_to_both_planes(photo: np.ndarray) -> None:
+    img = photo[:64, :96]
+    plain = _decode(encode_raw(img, "nv12"))
+    fields = encode_raw(img, "nv12", padding=10)
+    assert fields["step"] == 106 and len(fields["data"]) == 106 * 96
+    np.testing.assert_array_equal(_decode(fields), plain)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "width", "height", "reason"),
+    [("nv12", 5, 4, "even width and height"), ("nv21", 4, 3, "even width and height"),
+     ("bayer_rggb8", 1, 8, "2x2 colour block")],
+)
+def test_bad_planar_and_bayer_sizes(encoding: str, width: int, height: int, reason: str) -> None:
+    with pytest.raises(ImageDecodeError, match=reason):
+        decode_raw(encoding, width, height, width, False, bytes(width * height * 2))
+
+
+def test_nv12_short_data_names_the_planes() -> None:
+    with pytest.raises(ImageDecodeError, match=r"1.5 = 24"):
+        decode_raw("nv12", 4, 4, 4, False, bytes(16))  # the Y plane alone
+
+
+# --- decompression bombs ----------------------------------------------------------------------------------------
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid greyscale PNG of width x height black pixels: a few hundred KB that decode to width*height bytes."""
+    import struct
+    import zlib
+
+    packer = zlib.compressobj(9)
+    row = bytes(1 + width)  # filter byte 0 + black pixels
+    rows_per_part = max(1, (8 << 20) // len(row))
+    parts = [packer.compress(row * min(rows_per_part, height - i)) for i in range(0, height, rows_per_part)]
+    idat = b"".join(parts) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def jpeg_bomb(photo: np.ndarray, width: int, height: int) -> bytes:
+    """A real small JPEG whose frame header is rewritten to declare width x height (libjpeg would allocate it all
+    and fill what the data does not cover)."""
+    data = bytearray(encode_compressed(photo[:16, :16]))
+    pos = 2
+    while data[pos + 1] not in (0xC0, 0xC2):
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    data[pos + 5:pos + 7] = height.to_bytes(2, "big")
+    data[pos + 7:pos + 9] = width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def test_header_sizes_of_every_container(photo: np.ndarray) -> None:
+    from petr_ros.image_codec import compressed_image_size
+
+    img = photo[:37, :53]
+    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    cases = {".png": "png", ".jpg": "jpeg", ".bmp": "bmp", ".tiff": "tiff", ".webp": "webp"}
+    for ext, kind in cases.items():
+        params = [cv2.IMWRITE_WEBP_QUALITY, 101] if ext == ".webp" else []  # 101: lossless (VP8L)
+        ok, buf = cv2.imencode(ext, bgr, params)
+        assert ok
+        assert compressed_image_size(buf.tobytes()) == (kind, 53, 37), ext
+        assert decode_compressed(kind, buf.tobytes()).shape == img.shape
+    ok, lossy = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, 80])  # VP8
+    assert compressed_image_size(lossy.tobytes()) == ("webp", 53, 37)
+    assert compressed_image_size(png_bomb(20000, 3)) == ("png", 20000, 3)
+    assert compressed_image_size(jpeg_bomb(photo, 16000, 12000)) == ("jpeg", 16000, 12000)
+    with pytest.raises(ImageDecodeError, match="cut short|no JPEG frame header"):
+        compressed_image_size(encode_compressed(img)[:40])
+
+
+def test_compressed_size_limits_name_the_limit_that_is_broken() -> None:
+    with pytest.raises(ImageDecodeError, match="20000x4 exceeds the limit of 16384 px a side"):
+        decode_compressed("png", png_bomb(20000, 4))
+    with pytest.raises(ImageDecodeError, match=r"9000x9000 \(81000000 pixels\) exceeds the limit of 67108864 pixels"):
+        decode_compressed("png", png_bomb(9000, 9000))
+
+
+BOMB_MEMORY_SCRIPT = """
+import resource, sys
+sys.path.insert(0, {test_dir!r})
+import numpy as np
+from test_image_codec import jpeg_bomb, png_bomb
+from petr_ros.image_codec import ImageDecodeError, decode_compressed
+photo = np.zeros((16, 16, 3), np.uint8)
+bombs = [png_bomb(16000, 16000), jpeg_bomb(photo, 16000, 16000)]
+decode_compressed("png", png_bomb(64, 64))  # OpenCV's decoders loaded before the baseline
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for bomb in bombs:
+    try:
+        decode_compressed("png", bomb)
+        print("decoded")
+    except ImageDecodeError as exc:
+        print("refused:", exc)
+print("growth_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, "sizes", [len(b) for b in bombs])
+"""
+
+
+def test_decompression_bombs_are_refused_before_decoding() -> None:
+    """A 16000x16000 PNG of a few hundred KB (256 MB of pixels) and a tiny JPEG declaring the same size are refused
+    from their headers: the peak memory of the process does not grow by more than a few MB."""
+    import subprocess
+    import sys
+
+    script = BOMB_MEMORY_SCRIPT.format(test_dir=str(Path(__file__).parent))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert [ln.split(":")[0] for ln in lines[:2]] == ["refused", "refused"], out.stdout
+    assert "256000000 pixels" in lines[0] and "limit of 67108864 pixels" in lines[0]
+    growth_kb = int(lines[2].split()[1])
+    sizes = [int(v) for v in lines[2].split("[")[1].rstrip("]").split(",")]
+    assert max(sizes) < 1_000_000  # they really are small files
+    assert growth_kb < 20 * 1024, f"peak memory grew by {growth_kb / 1024:.0f} MB"
