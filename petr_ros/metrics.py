@@ -1,10 +1,15 @@
-"""Pose metrics: MPJPE, P-MPJPE, N-MPJPE, MPBVE, rotation errors, per-joint and per-action breakdowns.
+"""Pose metrics: MPJPE, P-MPJPE, N-MPJPE, MPBVE, bone-direction and rotation errors, per-joint and per-action
+breakdowns, and the skeleton-consistency and temporal measures (bone-length CV, left/right asymmetry, joint-limit
+violations, acceleration and acceleration error) that need no labels or compare sequences.
 
 Unit agnostic: errors come out in the unit of the inputs (pass millimetres to report millimetres, as Human3.6M
 papers do; angles are degrees). Inputs are (..., J, 3) point sets (any batch shape; J = 17 where a metric needs the
 skeleton's bones). Every function takes numpy arrays or torch tensors: numpy in -> Python float (reduction="mean")
 or numpy array (reduction="none"); torch in -> tensor, differentiable (usable as a training loss), same device and
 dtype. Bad input raises ValueError naming the offending shape.
+
+The sequence measures (section "Sequences") take numpy (T, 17, 3) poses of consecutive frames and allow NaN for a
+joint that is missing in a frame (a reference joint that is not valid): whatever touches it is left out.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from petr_ros.kinematics import _as_input, _check_tensor, bone_vectors
-from petr_ros.skeleton import BONE_NAMES, JOINT_NAMES, NUM_BONES, NUM_JOINTS
+from petr_ros.kinematics import _as_input, _check_tensor, bone_vectors, joint_rotations, kinematic_constraint_weights
+from petr_ros.skeleton import BONE_CHILDREN, BONE_NAMES, BONE_PARENTS, JOINT_NAMES, NUM_BONES, NUM_JOINTS, ROOT
 
 _TINY = 1e-12
 _REDUCTIONS = ("mean", "none")
@@ -154,6 +159,19 @@ def mpbve(pred: Any, target: Any, reduction: str = "mean") -> Any:
     return back(_reduce(_dist(up, ut), reduction))
 
 
+def bone_direction_error_deg(pred: Any, target: Any, reduction: str = "mean") -> Any:
+    """Angle in degrees between each predicted bone and the true one (body-size independent, in [0, 180]).
+
+    Inputs (..., 17, 3); reduction="none" gives (..., 16) per bone (bone b ends at joint b + 1).
+    """
+    p, t, back = _pair(pred, target, (NUM_JOINTS, 3))
+    bp, bt = bone_vectors(p), bone_vectors(t)
+    cross = torch.linalg.cross(bp, bt, dim=-1)
+    # atan2(|a x b|, a . b) is accurate near 0 and 180 degrees where acos of the normalised dot product is not.
+    angle = torch.atan2(_safe_sqrt((cross * cross).sum(-1)), (bp * bt).sum(-1))
+    return back(_reduce(torch.rad2deg(angle), reduction))
+
+
 # --- Rotation errors -------------------------------------------------------------------------------------------
 def rotation_error_deg(R_pred: Any, R_true: Any, reduction: str = "mean") -> Any:
     """Geodesic angle of R_pred^T R_true in degrees, (..., 3, 3) inputs; reduction="none" gives (...)."""
@@ -259,3 +277,86 @@ def evaluate_poses(
             name: float(np.mean([per_action[a][name] for a in per_action])) for name in per_pose_joint
         }
     return result
+
+
+# --- Sequences: skeleton consistency and temporal measures (numpy, NaN = missing joint) -------------------------
+# The limb bones as (right, left) child joints (bone = parent(child) -> child): thigh, shank, upper arm, forearm.
+LIMB_PAIRS: dict[str, tuple[int, int]] = {"thigh": (2, 5), "shank": (3, 6), "upper_arm": (15, 12), "forearm": (16, 13)}
+LIMB_JOINTS: tuple[int, ...] = tuple(j for pair in LIMB_PAIRS.values() for j in pair)
+
+
+def _sequence(joints: Any, name: str, min_frames: int = 1) -> np.ndarray:
+    x = np.asarray(joints, dtype=np.float64)
+    if x.ndim != 3 or x.shape[1:] != (NUM_JOINTS, 3) or x.shape[0] < min_frames:
+        raise ValueError(f"{name} must be a sequence (T >= {min_frames}, {NUM_JOINTS}, 3), got shape {x.shape}")
+    if np.isinf(x).any():
+        raise ValueError(f"{name} (shape {x.shape}) contains infinite values (use NaN for a missing joint)")
+    return x
+
+
+def bone_lengths_over_time(joints: Any) -> np.ndarray:
+    """(T, 17, 3) -> (T, 16) bone lengths, NaN where an end of the bone is missing."""
+    x = _sequence(joints, "joints")
+    return np.linalg.norm(x[:, BONE_CHILDREN] - x[:, BONE_PARENTS], axis=-1)
+
+
+def bone_length_cv(joints: Any) -> np.ndarray:
+    """(T, 17, 3) -> (16,) coefficient of variation (std / mean, a fraction) of each bone's length over the frames
+    where it is present; NaN for a bone present in fewer than 2 frames. A rigid skeleton gives 0."""
+    lengths = bone_lengths_over_time(joints)
+    enough = np.isfinite(lengths).sum(0) >= 2
+    cv = np.full(NUM_BONES, np.nan)
+    kept = lengths[:, enough]
+    cv[enough] = np.nanstd(kept, axis=0) / np.nanmean(kept, axis=0)
+    return cv
+
+
+def limb_length_cv(joints: Any) -> float:
+    """Mean bone-length CV (fraction) of the 8 limb bones (thighs, shanks, upper arms, forearms) over a track."""
+    return float(np.nanmean(bone_length_cv(joints)[[j - 1 for j in LIMB_JOINTS]]))
+
+
+def left_right_asymmetry(joints: Any) -> float:
+    """Mean over frames and the 4 limb pairs of |left - right| / mean(left, right) bone length (a fraction; a
+    symmetric skeleton gives 0). Pairs with a missing side in a frame are left out."""
+    lengths = bone_lengths_over_time(joints)
+    right = lengths[:, [r - 1 for r, _ in LIMB_PAIRS.values()]]
+    left = lengths[:, [left_ - 1 for _, left_ in LIMB_PAIRS.values()]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.abs(left - right) / (0.5 * (left + right))
+    return float(np.nanmean(ratio)) if np.isfinite(ratio).any() else float("nan")
+
+
+def joint_limit_violations(joints: Any) -> float:
+    """Share of (frame, bone) pairs whose joint angles lie outside kinematics.JOINT_ANGLE_LIMITS (0 .. 1), from the
+    rotations the positions imply (kinematics.joint_rotations); frames with a missing joint are left out."""
+    x = _sequence(joints, "joints")
+    x = x[np.isfinite(x).all(axis=(1, 2))]
+    if len(x) == 0:
+        return float("nan")
+    local = joint_rotations(x, frame="local")[:, 1:]
+    weights, _ = kinematic_constraint_weights(local)
+    return float(np.mean(np.asarray(weights) > 1))
+
+
+def _second_difference(x: np.ndarray, root: int | None) -> np.ndarray:
+    if root is not None:
+        x = x - x[:, root : root + 1]
+    return x[2:] - 2.0 * x[1:-1] + x[:-2]
+
+
+def acceleration(joints: Any, root: int | None = ROOT) -> float:
+    """Mean joint acceleration magnitude |x[t+1] - 2 x[t] + x[t-1]| in units per frame^2 (jitter, label-free),
+    joints relative to `root` (None: absolute). Needs T >= 3 consecutive frames."""
+    acc = np.linalg.norm(_second_difference(_sequence(joints, "joints", 3), root), axis=-1)
+    return float(np.nanmean(acc)) if np.isfinite(acc).any() else float("nan")
+
+
+def acceleration_error(pred: Any, target: Any, root: int | None = ROOT) -> float:
+    """Mean |acc(pred) - acc(target)| per joint and frame, units per frame^2 (the acceleration error of temporal
+    pose papers), both relative to `root`. Same shape (T >= 3, 17, 3), consecutive frames."""
+    p, t = _sequence(pred, "pred", 3), _sequence(target, "target", 3)
+    if p.shape != t.shape:
+        raise ValueError(f"pred and target must have the same shape, got {p.shape} and {t.shape}")
+    err = np.linalg.norm(_second_difference(p, root) - _second_difference(t, root), axis=-1)
+    return float(np.nanmean(err)) if np.isfinite(err).any() else float("nan")

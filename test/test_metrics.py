@@ -266,3 +266,103 @@ def test_rotation_metrics_and_options_check_their_input() -> None:
         M.mpjpe(np.ones((1, 17, 3)), np.ones((1, 17, 3)), root=17)
     with pytest.raises(ValueError, match=r"\(N, J, 3\), got shape \(17, 3\)"):
         M.evaluate_poses(np.ones((17, 3)), np.ones((17, 3)))
+
+
+# --- Bone directions -------------------------------------------------------------------------------------------
+def test_bone_direction_error_by_hand() -> None:
+    target = K.winter_rest_pose(1.75)[None]
+    pred = target.copy()
+    # Left forearm (bone 12: left elbow -> left wrist) turned 90 degrees to point down; everything else exact.
+    length = np.linalg.norm(target[0, 13] - target[0, 12])
+    pred[0, 13] = pred[0, 12] + [0.0, length, 0.0]
+    per_bone = M.bone_direction_error_deg(pred, target, reduction="none")
+    assert per_bone.shape == (1, 16)
+    assert per_bone[0, 12] == pytest.approx(90.0) and np.delete(per_bone[0], 12).max() == pytest.approx(0.0, abs=1e-6)
+    assert M.bone_direction_error_deg(pred, target) == pytest.approx(90.0 / 16)
+    # Size does not matter: a scaled copy has no direction error; a reversed bone is 180 degrees.
+    assert M.bone_direction_error_deg(2.0 * target, target) == pytest.approx(0.0, abs=1e-6)
+    pred[0, 13] = pred[0, 12] - (target[0, 13] - target[0, 12])
+    assert M.bone_direction_error_deg(pred, target, reduction="none")[0, 12] == pytest.approx(180.0)
+
+
+def test_bone_direction_error_is_differentiable() -> None:
+    target = torch.tensor(K.winter_rest_pose(1.75))[None]
+    pred = (target + 0.01 * torch.randn_like(target)).requires_grad_(True)
+    M.bone_direction_error_deg(pred, target).backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+
+
+# --- Sequence measures -----------------------------------------------------------------------------------------
+def _walk(frames: int = 6) -> np.ndarray:
+    """A rest pose translated at constant velocity (no acceleration, rigid, symmetric)."""
+    rest = K.winter_rest_pose(1.75)
+    return np.stack([rest + [0.01 * t, 0.0, 0.02 * t] for t in range(frames)])
+
+
+def _set_bone_length(poses: np.ndarray, child: int, length: float) -> None:
+    """Move joint `child` (a leaf or not: its subtree is not moved) along its bone to get `length`."""
+    parent = S.PARENTS[child]
+    d = poses[:, child] - poses[:, parent]
+    poses[:, child] = poses[:, parent] + length * d / np.linalg.norm(d, axis=-1, keepdims=True)
+
+
+def test_bone_length_cv_and_asymmetry_by_hand() -> None:
+    poses = _walk(4)
+    assert np.nanmax(M.bone_length_cv(poses)) == pytest.approx(0.0, abs=1e-12)
+    assert M.limb_length_cv(poses) == pytest.approx(0.0, abs=1e-12)
+    assert M.left_right_asymmetry(poses) == pytest.approx(0.0, abs=1e-12)
+    # Right forearm (joint 16, a leaf) 0.20 / 0.30 m in alternate frames: mean 0.25, std 0.05 -> CV 0.2.
+    for t in range(4):
+        _set_bone_length(poses[t : t + 1], 16, 0.20 if t % 2 == 0 else 0.30)
+    cv = M.bone_length_cv(poses)
+    assert cv[15] == pytest.approx(0.2) and np.delete(cv, 15).max() == pytest.approx(0.0, abs=1e-12)
+    assert M.limb_length_cv(poses) == pytest.approx(0.2 / 8)
+    # Left forearm is Winter's 0.146 * 1.75 = 0.2555 m: |0.2555 - 0.20| / mean and |0.2555 - 0.30| / mean.
+    left = 0.146 * 1.75
+    expected = np.mean([abs(left - r) / ((left + r) / 2) for r in (0.20, 0.30)]) / 4  # one pair of four differs
+    assert M.left_right_asymmetry(poses) == pytest.approx(expected)
+    # A missing joint (NaN) removes only the bones it touches in that frame.
+    poses[1, 16] = np.nan
+    cv = M.bone_length_cv(poses)
+    assert cv[15] == pytest.approx(np.std([0.20, 0.20, 0.30]) / np.mean([0.20, 0.20, 0.30]))
+
+
+def test_acceleration_and_acceleration_error_by_hand() -> None:
+    poses = _walk(6)
+    assert M.acceleration(poses) == pytest.approx(0.0, abs=1e-12)  # constant velocity
+    assert M.acceleration(poses, root=None) == pytest.approx(0.0, abs=1e-12)
+    # The left wrist moves as x = t^2 / 2 (relative to the pelvis): acceleration 1 per frame^2 for 1 joint of 17.
+    accel = poses.copy()
+    accel[:, 13, 0] += 0.5 * np.arange(6) ** 2
+    assert M.acceleration(accel) == pytest.approx(1.0 / 17)
+    # Jitter of +-e on one joint: second difference e - 2(-e) + e = 4e in every frame.
+    jitter = poses.copy()
+    jitter[:, 5, 1] += 0.003 * (-1.0) ** np.arange(6)
+    assert M.acceleration_error(jitter, poses) == pytest.approx(4 * 0.003 / 17)
+    # A constant offset or a constant-velocity drift of the whole body is no acceleration error.
+    drift = poses + np.arange(6)[:, None, None] * np.array([0.1, 0.0, 0.0])
+    assert M.acceleration_error(drift + 1.0, poses, root=None) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="T >= 3"):
+        M.acceleration(poses[:2])
+    with pytest.raises(ValueError, match="same shape"):
+        M.acceleration_error(poses[:5], poses)
+
+
+def test_joint_limit_violations_by_hand() -> None:
+    rest = _walk(3)
+    assert M.joint_limit_violations(rest) == 0.0
+    # Bend the left knee backwards (hyperextension, 40 degrees: the shank points forward of the straight line):
+    # one of 16 bones outside the limits in each frame.
+    bent = rest.copy()
+    knee, ankle = bent[:, 5], bent[:, 6]
+    length = np.linalg.norm(ankle - knee, axis=-1, keepdims=True)
+    a = np.radians(40.0)
+    bent[:, 6] = knee + length * np.array([0.0, np.cos(a), np.sin(a)])  # forward of the person is -z
+    bent_forward = bent.copy()
+    bent_forward[:, 6] = knee + length * np.array([0.0, np.cos(a), -np.sin(a)])
+    assert M.joint_limit_violations(bent) == 0.0  # heel towards the back (+z): a normal knee bend
+    assert M.joint_limit_violations(bent_forward) == pytest.approx(1 / 16)
+    # Intrinsic: the same bodies seen from any camera (turned, shifted) give the same share.
+    turn = Rotation.random(random_state=7).as_matrix()
+    assert M.joint_limit_violations(bent_forward @ turn.T + 3.0) == pytest.approx(1 / 16)
+    assert M.joint_limit_violations(np.concatenate([rest, bent_forward])) == pytest.approx(0.5 / 16)
