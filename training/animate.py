@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from petr_ros import skeleton
+from petr_ros import fileio, skeleton
 
 _COLOURS = {"left": "tab:blue", "right": "tab:red", "centre": "tab:green"}
 
@@ -102,7 +102,7 @@ def render_animation(
                 kp = keypoints2d[f] * image_scale
                 for b, (child, parent) in enumerate(skeleton.BONES):
                     ax.plot(kp[[parent, child], 0], kp[[parent, child], 1], color=_COLOURS[skeleton.bone_side(b)],
-                            linewidth=1)  # fmt: skip
+                            linewidth=1)
             ax.set_axis_off()
             ax.set_title("input")
         err = np.linalg.norm(pred[f] - target[f], axis=-1).mean() * 1000.0
@@ -112,22 +112,20 @@ def render_animation(
         fig.canvas.draw()
         rendered.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
     plt.close(fig)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.stem}.tmp{output.suffix}")
-    if suffix == ".gif":
-        from PIL import Image
+    with fileio.atomic_path(output, suffix=suffix) as tmp:  # the writers pick the format by the extension
+        if suffix == ".gif":
+            from PIL import Image
 
-        frames = [Image.fromarray(r) for r in rendered]
-        frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
-    else:
-        import cv2
+            frames = [Image.fromarray(r) for r in rendered]
+            frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+        else:
+            import cv2
 
-        h, w = rendered[0].shape[:2]
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        for r in rendered:
-            writer.write(cv2.cvtColor(r, cv2.COLOR_RGB2BGR))
-        writer.release()
-    os.replace(tmp, output)
+            h, w = rendered[0].shape[:2]
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            for r in rendered:
+                writer.write(cv2.cvtColor(r, cv2.COLOR_RGB2BGR))
+            writer.release()
     return output
 
 
@@ -160,6 +158,6 @@ def animate_command(args: argparse.Namespace) -> int:
     out = render_animation(
         pred, samples.joints3d[idx], args.output, samples.keypoints2d[idx], images, scale, args.fps,
         f"{args.subject} {args.action} cam {args.camera}",
-    )  # fmt: skip
+    )
     print(f"animation: {out}")
     return 0

@@ -25,7 +25,7 @@ from training.h36m import TEST_SUBJECTS
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (--data-3d for data_3d ...), defaults shown, None = not given."""
     parser.add_argument("--config", help="YAML file of settings (field names as below, with underscores); "
-                        "command-line flags override it")  # fmt: skip
+                        "command-line flags override it")
     helps = field_help()
     defaults = TrainConfig()
     hints = typing.get_type_hints(TrainConfig)
@@ -43,12 +43,16 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults < YAML file < command-line flags."""
+    """Defaults < the --init checkpoint's model settings < YAML file < command-line flags."""
     values = load_yaml_config(args.config) if getattr(args, "config", None) else {}
     for f in fields(TrainConfig):
         given = getattr(args, f.name, None)
         if given is not None:
             values[f.name] = given
+    if values.get("init"):
+        from petr_ros.model.checkpoint import load_checkpoint
+
+        values = {**load_checkpoint(values["init"]).config.to_dict(), **values}
     return TrainConfig.from_dict(values).validate()
 
 
@@ -79,7 +83,7 @@ def cmd_shipped(args: argparse.Namespace) -> int:
         report = train_shipped(
             output=args.output, work_dir=args.work_dir, seed=args.seed, epochs=args.epochs, threads=args.threads,
             progress=not args.quiet, resume=args.resume,
-        )  # fmt: skip
+        )
     except TrainingInterrupted as exc:
         print(str(exc), file=sys.stderr)
         return _exit_code_for(exc.signum)
@@ -93,7 +97,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     paths = generate_dataset(
         args.output, subjects=tuple(args.subjects), frames=args.frames, seed=args.seed, videos=args.videos,
         video_scale=args.video_scale,
-    )  # fmt: skip
+    )
     for key, path in paths.items():
         print(f"{key}: {path}")
     return 0
@@ -117,7 +121,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     index = prepare(
         data_3d=args.data_3d, data_2d=args.data_2d, videos=args.videos, output=args.output,
         subjects=args.subjects, stride=args.stride, progress=not args.quiet,
-    )  # fmt: skip
+    )
     print(f"index: {index}")
     return 0
 
@@ -134,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a lifter (2D keypoints) or the end-to-end image model; torchrun-ready",
                        description="Train PETR/PEBRT. Settings: defaults < --config YAML < flags. Launch with "
-                       "torchrun --nproc_per_node N -m training.cli train ... for DDP.")  # fmt: skip
+                       "torchrun --nproc_per_node N -m training.cli train ... for DDP.")
     _add_train_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=cmd_train)
@@ -143,11 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Reproduce petr_ros/data/petr_lifter_cmu.pt: PETR trained on CMU take 01_01 "
                        "(+ mirror + Winter synthetic poses) through random virtual cameras with detector-like 2D "
                        "noise, evaluated on the held-out take 01_03. Reads the BVH files from $PETR_ASSETS.",
-                       )  # fmt: skip
+                       )
     p.add_argument("--output", default="petr_ros/data/petr_lifter_cmu.pt", help="where to write the released "
-                   "checkpoint (weights + config + metadata with held-out metrics; no optimiser state)")  # fmt: skip
+                   "checkpoint (weights + config + metadata with held-out metrics; no optimiser state)")
     p.add_argument("--work-dir", default="outputs/shipped", help="training folder (last.pt for --resume, log.csv, "
-                   "loss_curve.png, metrics.json)")  # fmt: skip
+                   "loss_curve.png, metrics.json)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed reproduces the same weights")
     p.add_argument("--epochs", type=int, default=20, help="epochs of 65536 fresh samples each")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 keeps a shared machine usable)")
@@ -157,10 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="write a synthetic dataset in the Human3.6M VideoPose3D layout",
                        description="Winter-model motion with in-limit smooth joint angles, the real Human3.6M "
-                       "cameras, data_3d_h36m.npz + data_2d_h36m_gt.npz, optional stick-figure videos.")  # fmt: skip
+                       "cameras, data_3d_h36m.npz + data_2d_h36m_gt.npz, optional stick-figure videos.")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--subjects", nargs="+", default=["S1", "S5", "S6", "S7", "S8", "S9", "S11"],
-                   help="subjects (their real camera calibrations are used)")  # fmt: skip
+                   help="subjects (their real camera calibrations are used)")
     p.add_argument("--frames", type=int, default=200, help="frames per action (50 fps)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--videos", action="store_true", help="also render stick-figure videos <subject>/Videos/*.mp4")
@@ -169,10 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="MPJPE, P-MPJPE, N-MPJPE, MPBVE, rotation error per action/joint",
                        description="Score a checkpoint (or another method's predictions in the same npz layout) "
-                       "on held-out subjects; prints a table and writes JSON.")  # fmt: skip
+                       "on held-out subjects; prints a table and writes JSON.")
     p.add_argument("--checkpoint", help="lifter checkpoint to evaluate (on --data-2d keypoints)")
     p.add_argument("--predictions", help="instead of a checkpoint: another method's predictions npz "
-                   "(positions_3d[subject][action] = list over cameras of (F, 17, 3) camera-frame metres)")  # fmt: skip
+                   "(positions_3d[subject][action] = list over cameras of (F, 17, 3) camera-frame metres)")
     p.add_argument("--data-3d", required=True, help="data_3d_h36m.npz (ground truth)")
     p.add_argument("--data-2d", help="2D keypoints npz fed to the checkpoint (needed with --checkpoint)")
     p.add_argument("--subjects", nargs="+", default=list(TEST_SUBJECTS), help="subjects to score")
@@ -184,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("animate", help="predicted vs ground-truth 3D skeletons side by side (+ input frame) as GIF",
                        description="Render predicted and true 3D skeletons of one sequence (and the input video "
-                       "frame when --video is given) to an animated GIF (or MP4 by extension).")  # fmt: skip
+                       "frame when --video is given) to an animated GIF (or MP4 by extension).")
     p.add_argument("--checkpoint", required=True, help="lifter checkpoint")
     p.add_argument("--data-3d", required=True, help="data_3d_h36m.npz")
     p.add_argument("--data-2d", required=True, help="2D keypoints npz")
@@ -202,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="extract frames from the videos, crop people around projected joints, index",
                        description="For image mode: read <videos>/<subject>/Videos/<action>.<camera id>.mp4, crop "
                        "the person around the 2D joints every --stride frames, save JPEG crops and index.npz. "
-                       "Resumable: finished videos are skipped.")  # fmt: skip
+                       "Resumable: finished videos are skipped.")
     p.add_argument("--data-3d", required=True, help="data_3d_h36m.npz")
     p.add_argument("--data-2d", required=True, help="data_2d_h36m_gt.npz (crop boxes come from these joints)")
     p.add_argument("--videos", required=True, help="folder holding <subject>/Videos/*.mp4")

@@ -15,14 +15,20 @@ import yaml
 
 from petr_ros.model.lifter import LifterConfig
 from training.h36m import TEST_SUBJECTS, TRAIN_SUBJECTS
+from training.runtime import DIST_BACKENDS
 
 MODES = ("lifter", "image")
 SCHEDULERS = ("step", "cosine")
 
 
 @dataclass
-class TrainConfig:
-    """Everything a training run depends on (defaults: the thesis recipe, see shared/design/petr.md)."""
+class TrainConfig(LifterConfig):
+    """Everything a training run depends on (defaults: the thesis recipe, see shared/design/petr.md).
+
+    The model's fields (variant, num_layers, d_model, nhead, dim_feedforward, dropout, output_scale, body_height,
+    ...) are LifterConfig's own, inherited with their defaults: one declaration, and `lifter_config()` is the
+    model these settings build. The fields below are the training run's.
+    """
 
     # --- data
     mode: str = "lifter"  # "lifter": 2D keypoints -> 3D; "image": person crops -> HRNet -> 2D -> lifter (end to end)
@@ -34,15 +40,7 @@ class TrainConfig:
     stride: int = 1  # use every n-th training frame
     test_stride: int = 1  # every n-th test frame
     flip_augmentation: bool = True  # mirror half of each batch (2D and 3D, left/right swapped)
-    # --- model
-    variant: str = "petr"  # "petr" positions | "pebrt" bone rotations + Winter FK
-    num_layers: int = 2
-    d_model: int = 34
-    nhead: int = 2
-    dim_feedforward: int = 2048
-    dropout: float = 0.1
-    output_scale: float = 1.0
-    body_height: float = 1.75
+    # --- image mode
     hrnet_weights: str = ""  # image mode: pose_hrnet_w32_256x192.pth (empty: random init, for tests only)
     backbone_lr: float = 0.0  # image mode: 0 freezes the backbone; > 0 fine-tunes it with this learning rate
     # --- losses (pebrt)
@@ -66,6 +64,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads (0: torch's default)
     resume: str = ""  # checkpoint to continue from (last.pt of an interrupted run)
+    allow_changes: list[str] = field(default_factory=list)  # --resume: settings allowed to differ (epochs)
+    overwrite: bool = False  # replace the results of an earlier run in `output`
+    init: str = ""  # start from this checkpoint's weights (fine-tuning; new optimiser and schedule)
+    dist_backend: str = "auto"  # DDP: auto (nccl on CUDA, gloo on CPU) | nccl | gloo
     max_batches: int = 0  # stop each epoch after this many batches (smoke tests, benchmarks); 0 = all
 
     def validate(self) -> TrainConfig:
@@ -80,6 +82,10 @@ class TrainConfig:
         for name in ("lr", "weight_decay", "backbone_lr", "grad_clip", "lr_gamma"):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.dist_backend not in DIST_BACKENDS:
+            raise ValueError(f"dist_backend must be one of {DIST_BACKENDS}, got {self.dist_backend!r}")
+        if self.resume and self.init:
+            raise ValueError("give --resume (continue a run) or --init (new run from weights), not both")
         if self.num_workers < 0 or self.threads < 0 or self.max_batches < 0:
             raise ValueError("num_workers, threads and max_batches must be >= 0")
         self.lifter_config()  # validates the model fields
@@ -87,16 +93,7 @@ class TrainConfig:
 
     def lifter_config(self) -> LifterConfig:
         """The LifterConfig these settings describe (validated)."""
-        return LifterConfig(
-            variant=self.variant,
-            num_layers=self.num_layers,
-            d_model=self.d_model,
-            nhead=self.nhead,
-            dim_feedforward=self.dim_feedforward,
-            dropout=self.dropout,
-            output_scale=self.output_scale,
-            body_height=self.body_height,
-        ).validate()
+        return LifterConfig(**{f.name: getattr(self, f.name) for f in fields(LifterConfig)}).validate()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,8 +129,12 @@ def load_yaml_config(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def field_help() -> dict[str, str]:
-    """Help text of each setting, taken from the comments above (kept in one place: the CLI shows it)."""
-    return dict(_HELP)
+    """Help text of each setting (the CLI shows it): a field's own `metadata["help"]`, else the table below."""
+    helps = dict(_HELP)
+    for f in fields(TrainConfig):
+        if "help" in f.metadata:
+            helps[f.name] = str(f.metadata["help"])
+    return helps
 
 
 _HELP = {
@@ -174,6 +175,16 @@ _HELP = {
     "output": "output folder: last.pt (every epoch), best.pt, log.csv, loss_curve.png, config.yaml",
     "device": "auto | cpu | cuda | cuda:N (auto: the local CUDA device under torchrun, else CUDA if present)",
     "threads": "torch CPU threads (0: torch's default)",
-    "resume": "continue from this checkpoint (model, optimiser, scheduler, epoch, RNG states): bit-for-bit",
+    "resume": "continue from this checkpoint (model, optimiser, scheduler, epoch, RNG states): bit for bit on the "
+    "same machine; the stored settings must match this run's (changes are refused, naming them)",
+    "allow_changes": "with --resume: settings allowed to differ from the stored run; only 'epochs' (more epochs: "
+    "the lr schedule is re-planned for the new total)",
+    "overwrite": "replace the results (best.pt, last.pt, log.csv ...) of an earlier run in --output; without it "
+    "a new run refuses a folder that holds one",
+    "init": "start a new run from this checkpoint's weights (fine-tuning, e.g. the shipped lifter); its model "
+    "settings become this run's defaults",
+    "dist_backend": "DDP process-group backend: auto (nccl on CUDA, gloo on CPU), nccl or gloo",
+    "normalisation": "2D input normalisation of the lifter (root_rms: root-centred, divided by the RMS radius)",
+    "joint_set": "joint set of the lifter's input and output (h36m17)",
     "max_batches": "stop every epoch after this many batches (smoke tests, benchmarks); 0 = all",
 }

@@ -1,5 +1,7 @@
 """Image mode: prepared person crops -> HRNet-W32 -> soft-argmax 2D (COCO-17) -> H3.6M-17 -> lifter, end to end.
 
+The dataset and the model only; `sources.crop_source` turns them into the training loop's data source.
+
 The COCO -> H3.6M conversion is `skeleton.coco_to_h36m`, which is linear in the keypoints when all scores are
 equal; its matrix is read off the function itself (applied to unit vectors), so the differentiable version here
 is the very same conversion the node uses, not a second definition.
@@ -18,10 +20,8 @@ from petr_ros import skeleton
 from petr_ros.model.heatmap import soft_argmax_decode
 from petr_ros.model.lifter import LifterOutput, normalize_keypoints_2d
 from petr_ros.preprocessing import normalise_crops
-from training.config import TrainConfig
 from training.h36m import action_group
 from training.prepare import load_index
-from training.train import FixedSource
 
 
 def coco_to_h36m_matrix() -> np.ndarray:
@@ -41,8 +41,8 @@ class EndToEndModel(nn.Module):
 
         self.backbone = load_hrnet_weights(hrnet_weights) if hrnet_weights else HRNetW32()
         self.lifter = lifter
-        self.register_buffer("coco_to_h36m", torch.as_tensor(coco_to_h36m_matrix(), dtype=torch.float32),
-                             persistent=False)  # fmt: skip
+        conversion = torch.as_tensor(coco_to_h36m_matrix(), dtype=torch.float32)
+        self.register_buffer("coco_to_h36m", conversion, persistent=False)
         self.backbone_frozen = False
 
     def freeze_backbone(self, frozen: bool) -> None:
@@ -94,13 +94,3 @@ class CropDataset(Dataset):
             raise ValueError(f"{path}: cannot read crop image")
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         return torch.from_numpy(normalise_crops(rgb[None])[0]), self.joints3d[i]
-
-
-def crop_source(cfg: TrainConfig) -> FixedSource:
-    """Training/validation crops of the configured subjects from the prepare index."""
-    if not cfg.index:
-        raise ValueError("image mode needs --index (index.npz from `petr_train prepare`)")
-    train = CropDataset(cfg.index, cfg.train_subjects, cfg.stride)
-    val = CropDataset(cfg.index, cfg.test_subjects, cfg.test_stride)
-    return FixedSource(train, val, val.actions, {"index": cfg.index, "train_subjects": cfg.train_subjects,
-                                                 "test_subjects": cfg.test_subjects})  # fmt: skip

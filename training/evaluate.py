@@ -11,19 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from petr_ros import kinematics, metrics
+from petr_ros import fileio, kinematics, metrics
 from petr_ros.model.checkpoint import load_lifter
 from petr_ros.model.lifter import normalize_keypoints_2d
 from training import h36m
 
 METRIC_COLUMNS = (("mpjpe", "MPJPE mm"), ("p_mpjpe", "P-MPJPE mm"), ("n_mpjpe", "N-MPJPE mm"),
-                  ("mpbve", "MPBVE"), ("rotation_error_deg", "rot. err deg"))  # fmt: skip
+                  ("mpbve", "MPBVE"), ("rotation_error_deg", "rot. err deg"))
 
 
 @torch.inference_mode()
@@ -55,7 +54,7 @@ def score(
         pred * 1000.0, target * 1000.0,
         actions=None if actions is None else [str(a) for a in actions],
         rotations_pred=np.asarray(r_pred, dtype=np.float64)[:, 1:], rotations_true=r_true[:, 1:],
-    )  # fmt: skip
+    )
 
 
 def evaluate_checkpoint(
@@ -78,7 +77,7 @@ def evaluate_checkpoint(
     actions = np.array([h36m.action_group(a) for a in samples.action])
     result = score(pred, samples.joints3d, actions, rots)
     result["source"] = {"checkpoint": str(checkpoint), "variant": ckpt.config.variant, "data_3d": str(data_3d),
-                        "data_2d": str(data_2d), "subjects": list(subjects), "stride": stride}  # fmt: skip
+                        "data_2d": str(data_2d), "subjects": list(subjects), "stride": stride}
     return result
 
 
@@ -132,7 +131,7 @@ def evaluate_predictions(
         raise ValueError(f"{predictions}: nothing to score for subjects {list(subjects)}")
     result = score(np.concatenate(p_all), np.concatenate(t_all), np.array(actions))
     result["source"] = {"predictions": str(predictions), "data_3d": str(data_3d), "subjects": list(subjects),
-                        "stride": stride}  # fmt: skip
+                        "stride": stride}
     return result
 
 
@@ -142,13 +141,13 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [f"{'action':<16}" + "".join(f"{name:>14}" for _, name in cols) + f"{'poses':>9}"]
     for action, row in sorted(result.get("per_action", {}).items()):
         lines.append(f"{action:<16}" + "".join(f"{row[k]:>14.3f}" if k == "mpbve" else f"{row[k]:>14.1f}"
-                                               for k, _ in cols) + f"{row['count']:>9}")  # fmt: skip
+                                               for k, _ in cols) + f"{row['count']:>9}")
     if "mean_over_actions" in result:
         row = result["mean_over_actions"]
         lines.append(f"{'mean (actions)':<16}" + "".join(f"{row[k]:>14.3f}" if k == "mpbve" else f"{row[k]:>14.1f}"
-                                                         for k, _ in cols))  # fmt: skip
+                                                         for k, _ in cols))
     lines.append(f"{'all poses':<16}" + "".join(f"{result[k]:>14.3f}" if k == "mpbve" else f"{result[k]:>14.1f}"
-                                                for k, _ in cols) + f"{result['num_poses']:>9}")  # fmt: skip
+                                                for k, _ in cols) + f"{result['num_poses']:>9}")
     per_joint = result.get("per_joint", {}).get("mpjpe", {})
     if per_joint:
         lines.append("")
@@ -165,7 +164,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     if args.checkpoint:
         if not args.data_2d:
             raise ValueError("--checkpoint needs --data-2d (the 2D keypoints the lifter reads)")
-        from training.train import resolve_device
+        from petr_ros.model.device import resolve_device
 
         device = resolve_device(args.device)
         result = evaluate_checkpoint(
@@ -175,11 +174,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         result = evaluate_predictions(args.predictions, args.data_3d, args.subjects, args.stride)
     print(format_table(result))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        os.replace(tmp, path)
+        path = fileio.write_text(args.json, json.dumps(result, indent=2))
         print(f"results: {path}")
     return 0
 

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from petr_ros import skeleton
+from petr_ros import fileio, skeleton
 from training.cameras import NUM_H36M_CAMERAS, h36m_cameras
 
 TRAIN_SUBJECTS: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8")
@@ -46,17 +45,9 @@ def action_group(action: str) -> str:
 
 
 def atomic_savez(path: str | os.PathLike, **arrays: object) -> None:
-    """np.savez_compressed into a temp file next to `path`, then os.replace (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
+    """np.savez_compressed written atomically (petr_ros.fileio): never a half-written file."""
+    with fileio.atomic_path(path, suffix=".npz") as tmp:  # np.savez appends .npz to names without it
         np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _load_npz_key(path: str | os.PathLike, key: str) -> object:

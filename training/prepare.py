@@ -118,7 +118,7 @@ def prepare(
         cam_poses = h36m.camera_frame_poses(world, subject)[c]
         kp = poses_2d[subject][action][c][: len(world)]
         rows = _prepare_video(paths[(subject, action, c)], output, f"crops/{subject}/{action}.{cam.id}", kp,
-                              cam_poses, cam.res_w, stride)  # fmt: skip
+                              cam_poses, cam.res_w, stride)
         h36m.atomic_savez(part, **rows)
     index: dict[str, list[np.ndarray]] = {k: [] for k in INDEX_KEYS}
     for subject, action, c, part in parts:

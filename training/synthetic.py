@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from petr_ros import kinematics, skeleton
+from petr_ros import fileio, kinematics, skeleton
 from petr_ros.render import draw_skeleton_cv2
 from training import h36m
 from training.cameras import h36m_cameras
@@ -23,7 +23,7 @@ from training.cameras import h36m_cameras
 # Parents in the raw 32-joint Human3.6M skeleton (unused joints copy their parent's position).
 H36M32_PARENTS = (
     -1, 0, 1, 2, 3, 4, 0, 6, 7, 8, 9, 0, 11, 12, 13, 14, 12, 16, 17, 18, 19, 20, 19, 22, 12, 24, 25, 26, 27, 28, 27, 30,
-)  # fmt: skip
+)
 DEFAULT_ACTIONS: tuple[str, ...] = ("Walking 1", "Waving 1", "Reaching 1", "Squat 1")
 # Per action: how far (fraction of each joint's range) and how fast (Hz) the joints move, and the turning speed.
 _ACTION_STYLE = {
@@ -167,17 +167,16 @@ def render_stick_video(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     w, h = max(2, round(res_w * scale)), max(2, round(res_h * scale))
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if not writer.isOpened():
-        raise RuntimeError(f"cannot open a video writer for {tmp}")
     colours = {"left": (230, 90, 40), "right": (40, 80, 230), "centre": (60, 200, 60)}  # BGR: left blue, right red
     thickness = max(1, round(6 * scale))
-    try:
-        for frame_kp in np.asarray(keypoints) * scale:
-            img = np.full((h, w, 3), 50, np.uint8)
-            draw_skeleton_cv2(img, frame_kp, colours, thickness, antialias=False)
-            writer.write(img)
-    finally:
-        writer.release()
-    os.replace(tmp, path)
+    with fileio.atomic_path(path, suffix=path.suffix) as tmp:  # OpenCV picks the container by the extension
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if not writer.isOpened():
+            raise RuntimeError(f"cannot open a video writer for {tmp}")
+        try:
+            for frame_kp in np.asarray(keypoints) * scale:
+                img = np.full((h, w, 3), 50, np.uint8)
+                draw_skeleton_cv2(img, frame_kp, colours, thickness, antialias=False)
+                writer.write(img)
+        finally:
+            writer.release()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,11 @@ def save_checkpoint(
     A crash mid-write leaves the previous file intact. Tensors are stored on the CPU.
     """
     path = Path(path)
-    cfg = config if isinstance(config, LifterConfig) else LifterConfig.from_dict(dict(config))
+    if isinstance(config, LifterConfig):
+        # only the lifter's own fields: a subclass (training.config.TrainConfig) carries a whole training run
+        cfg = LifterConfig(**{f.name: getattr(config, f.name) for f in fields(LifterConfig)})
+    else:
+        cfg = LifterConfig.from_dict(dict(config))
     cfg.validate()
     payload = {
         "format": FORMAT,
