@@ -6,6 +6,8 @@ Boxes are (N, 4) float32 arrays of x0 y0 x1 y1 in pixels.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -114,3 +116,115 @@ class HogPersonDetector:
         boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1)
         order = np.argsort(-scores, kind="stable")
         return boxes[order], scores[order]
+
+
+def match_boxes(found: np.ndarray, truth: np.ndarray, min_iou: float = 0.3) -> list[tuple[int, int]]:
+    """One-to-one matches (found index, truth index) between found and true person boxes, greedily by IoU (the
+    most overlapping pair first), only pairs with IoU >= min_iou."""
+    found = check_boxes(np.asarray(found, np.float32).reshape(-1, 4), "found")
+    truth = check_boxes(np.asarray(truth, np.float32).reshape(-1, 4), "truth")
+    if not len(found) or not len(truth):
+        return []
+    iou = box_iou(found, truth)
+    pairs: list[tuple[int, int]] = []
+    used_f: set[int] = set()
+    used_t: set[int] = set()
+    for flat in np.argsort(-iou, axis=None, kind="stable"):
+        i, j = divmod(int(flat), iou.shape[1])
+        if iou[i, j] < min_iou:
+            break
+        if i not in used_f and j not in used_t:
+            pairs.append((i, j))
+            used_f.add(i)
+            used_t.add(j)
+    return pairs
+
+
+def count_people(found: np.ndarray, truth: np.ndarray, min_iou: float = 0.3) -> tuple[int, int, int]:
+    """(found, missed, false) people of one frame: true boxes matched one-to-one by a found box (IoU >= min_iou),
+    true boxes left unmatched, found boxes left unmatched. NaN rows of `truth` (person not in view) are ignored."""
+    truth = np.asarray(truth, np.float32).reshape(-1, 4)
+    truth = truth[np.isfinite(truth).all(axis=1)]
+    found = np.asarray(found, np.float32).reshape(-1, 4)
+    matched = len(match_boxes(found, truth, min_iou))
+    return matched, len(truth) - matched, len(found) - matched
+
+
+def same_person(
+    keypoints_a: np.ndarray,
+    scores_a: np.ndarray,
+    keypoints_b: np.ndarray,
+    scores_b: np.ndarray,
+    min_score: float = 0.3,
+    tolerance: float = 0.15,
+    containment: float = 0.8,
+) -> bool:
+    """True when two (K, 2) skeletons are one person found twice (two overlapping crops, a partial skeleton over
+    the full one): the joints confident in both lie in about the same places (median distance below `tolerance`
+    of the taller confident keypoint box), or one confident box lies almost wholly inside the other
+    (intersection over the smaller box above `containment`) with the shared joints within twice that distance.
+
+    Two people standing one behind the other overlap a lot in their boxes but not in their joints, so box overlap
+    alone never decides."""
+    ka, kb = np.asarray(keypoints_a, np.float64), np.asarray(keypoints_b, np.float64)
+    sa, sb = np.asarray(scores_a, np.float64), np.asarray(scores_b, np.float64)
+    if ka.shape != kb.shape or ka.ndim != 2 or ka.shape[1] != 2 or sa.shape != ka.shape[:1] or sb.shape != sa.shape:
+        raise ValueError(f"same_person needs two (K, 2) keypoint arrays with (K,) scores, got {ka.shape} {sa.shape} "
+                         f"and {kb.shape} {sb.shape}")
+    box_a = boxes_from_keypoints(ka[None], sa[None], min_score)[0]
+    box_b = boxes_from_keypoints(kb[None], sb[None], min_score)[0]
+    height = max(float(box_a[3] - box_a[1]), float(box_b[3] - box_b[1]), 1.0)
+    both = (sa >= min_score) & (sb >= min_score)
+    median = float(np.median(np.linalg.norm(ka[both] - kb[both], axis=1))) if both.sum() >= 3 else math.inf
+    if median < tolerance * height:
+        return True
+    ix = max(0.0, float(min(box_a[2], box_b[2]) - max(box_a[0], box_b[0])))
+    iy = max(0.0, float(min(box_a[3], box_b[3]) - max(box_a[1], box_b[1])))
+    smaller = min(float(np.prod(box_a[2:] - box_a[:2])), float(np.prod(box_b[2:] - box_b[:2])))
+    return bool(smaller > 0 and ix * iy / smaller > containment and median < 2.0 * tolerance * height)
+
+
+class PeopleTally:
+    """Found / missed / false people over the frames of a video, per known person (for benchmarks).
+
+    add(found, truth) per frame: `truth` has one row per known person, always in the same order, NaN where that
+    person is not in view (or not to be counted); found boxes are matched one-to-one (`match_boxes`), unmatched
+    found boxes count as false people."""
+
+    def __init__(self, names: list[str] | tuple[str, ...], min_iou: float = 0.3) -> None:
+        self.names = tuple(names)
+        self.min_iou = float(min_iou)
+        self.frames = 0
+        self.in_view = np.zeros(len(self.names), np.int64)
+        self.found = np.zeros(len(self.names), np.int64)
+        self.false_people = 0
+        self.frames_with_false = 0
+
+    def add(self, found: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
+        """Count one frame; returns its (found, missed, false)."""
+        truth = np.asarray(truth, np.float32).reshape(-1, 4)
+        if len(truth) != len(self.names):
+            raise ValueError(f"truth must have one row per person {self.names}, got shape {truth.shape}")
+        found = np.asarray(found, np.float32).reshape(-1, 4)
+        visible = np.flatnonzero(np.isfinite(truth).all(axis=1))
+        pairs = match_boxes(found, truth[visible], self.min_iou)
+        self.frames += 1
+        self.in_view[visible] += 1
+        for _, j in pairs:
+            self.found[visible[j]] += 1
+        false = len(found) - len(pairs)
+        self.false_people += false
+        self.frames_with_false += int(false > 0)
+        return len(pairs), len(visible) - len(pairs), false
+
+    def summary(self) -> dict[str, float | int]:
+        """Per person 'found_<name>' (fraction of the frames in view), totals and false people per frame."""
+        out: dict[str, float | int] = {"frames": self.frames}
+        for name, seen, hit in zip(self.names, self.in_view, self.found, strict=True):
+            out[f"found_{name}"] = float(hit / seen) if seen else float("nan")
+        out["found"] = int(self.found.sum())
+        out["missed"] = int(self.in_view.sum() - self.found.sum())
+        out["false"] = int(self.false_people)
+        out["frames_with_false"] = int(self.frames_with_false)
+        out["false_per_frame"] = float(self.false_people / self.frames) if self.frames else float("nan")
+        return out

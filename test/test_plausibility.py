@@ -53,11 +53,11 @@ def test_non_finite_values_are_rejected(field: str) -> None:
 
 
 def test_score_below_min_score_is_rejected_at_the_threshold_kept() -> None:
-    low, at, high = rest_person(0.29), rest_person(0.3), rest_person(0.8)
-    kept, counts = reject_implausible([low, at, high], PlausibilitySettings(min_score=0.3), IMAGE_SHAPE)
+    low, at, high = (rest_person(s, centre=(x, 270.0), height_px=200) for s, x in ((0.29, 200), (0.3, 480), (0.8, 760)))
+    kept, counts = reject_implausible([low, at, high], PlausibilitySettings.scores_only(0.3), IMAGE_SHAPE)
     assert kept == [at, high]  # input order kept
     assert counts["low_score"] == 1
-    kept, counts = reject_implausible([low, at, high], PlausibilitySettings(min_score=0.5), IMAGE_SHAPE)
+    kept, counts = reject_implausible([low, at, high], PlausibilitySettings.scores_only(0.5), IMAGE_SHAPE)
     assert kept == [high] and counts["low_score"] == 2
 
 
@@ -75,3 +75,88 @@ def test_bad_settings_and_image_shape_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="image_shape"):
         reject_implausible([rest_person()], PlausibilitySettings(), (0, 640))
     assert reject_implausible([], PlausibilitySettings(), IMAGE_SHAPE) == ([], dict.fromkeys(REASONS, 0))
+
+
+def test_rest_pose_has_winter_proportions() -> None:
+    from petr_ros.plausibility import bone_length_ratios
+
+    np.testing.assert_allclose(bone_length_ratios(kinematics.winter_rest_pose()), 1.0, atol=1e-6)
+    np.testing.assert_allclose(bone_length_ratios(kinematics.winter_rest_pose(1.4)), 1.0, atol=1e-6)  # scale-free
+
+
+def test_few_confident_joints_are_rejected() -> None:
+    person = rest_person()
+    conf = np.full(17, 0.9, np.float32)
+    conf[5:] = 0.2  # 5 confident joints, mean 0.41: passes min_score
+    partial = dataclasses.replace(person, confidences=conf, score=float(conf.mean()))
+    kept, counts = reject_implausible([partial, person], PlausibilitySettings(), IMAGE_SHAPE)
+    assert kept == [person] and counts["few_joints"] == 1
+    kept, _ = reject_implausible([partial], PlausibilitySettings(min_confident_joints=5), IMAGE_SHAPE)
+    assert kept == [partial]
+
+
+def test_tiny_and_outside_people_are_rejected_but_kept_without_the_checks() -> None:
+    tiny = rest_person(height_px=30)
+    outside = rest_person(centre=(480.0, 900.0))  # below a 540-pixel-high image
+    kept, counts = reject_implausible([tiny, outside], PlausibilitySettings(), IMAGE_SHAPE)
+    assert kept == [] and counts["too_small"] == 1 and counts["outside_image"] == 1
+    kept, counts = reject_implausible([tiny, outside], PlausibilitySettings.scores_only(), IMAGE_SHAPE)
+    assert kept == [tiny, outside] and sum(counts.values()) == 0
+    assert reject_implausible([tiny], PlausibilitySettings(min_size_px=20), IMAGE_SHAPE)[0] == [tiny]
+
+
+def test_flat_2d_skeleton_of_an_upright_body_is_rejected_a_lying_one_kept() -> None:
+    person = rest_person()
+    joints = person.joints3d.copy()
+    for shoulder, elbow, wrist in ((11, 12, 13), (14, 15, 16)):  # arms hanging down: taller than wide
+        upper, lower = np.linalg.norm(joints[elbow] - joints[shoulder]), np.linalg.norm(joints[wrist] - joints[elbow])
+        joints[elbow] = joints[shoulder] + np.array([0, upper, 0], np.float32)
+        joints[wrist] = joints[elbow] + np.array([0, lower, 0], np.float32)
+    person = dataclasses.replace(person, joints3d=joints)
+    kp = person.keypoints2d.copy()
+    kp[:, 1] = 270 + (kp[:, 1] - 270) * 0.05  # squashed to 20 px high, the 3D still upright
+    kp[:, 0] = 480 + (kp[:, 0] - 480) * 3.0
+    flat = dataclasses.replace(person, keypoints2d=kp)
+    kept, counts = reject_implausible([flat], PlausibilitySettings(), IMAGE_SHAPE)
+    assert kept == [] and counts["flat"] == 1
+    # Lying on the floor: wide in the image and in 3D alike (turned 90 degrees about the camera axis).
+    turn = np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]], np.float32)
+    centred = person.keypoints2d - person.keypoints2d.mean(axis=0)
+    lying = dataclasses.replace(person, joints3d=person.joints3d @ turn.T,
+                                keypoints2d=(centred @ turn[:2, :2].T * 0.8 + np.array([480, 270])).astype(np.float32))
+    kept, counts = reject_implausible([lying], PlausibilitySettings(), IMAGE_SHAPE)
+    assert kept == [lying], {k: v for k, v in counts.items() if v}
+
+
+@pytest.mark.parametrize(("bone_end", "factor", "kept_expected"),
+                         [(13, 3.0, False), (13, 0.3, False), (13, 1.3, True), (6, 1.9, False), (6, 1.4, True)])
+def test_3d_proportions_far_from_winter_are_rejected(bone_end: int, factor: float, kept_expected: bool) -> None:
+    from petr_ros.skeleton import PARENTS
+
+    person = rest_person()
+    joints = person.joints3d.copy()
+    # Stretch one bone (13: left forearm, 6: left shank) and move its end joint with it.
+    parent = PARENTS[bone_end]
+    joints[bone_end] = joints[parent] + (joints[bone_end] - joints[parent]) * factor
+    odd = dataclasses.replace(person, joints3d=joints)
+    kept, counts = reject_implausible([odd], PlausibilitySettings(), IMAGE_SHAPE)
+    assert (kept == [odd]) == kept_expected, counts
+    assert counts["proportions"] == int(not kept_expected)
+
+
+def test_duplicate_of_a_surer_person_is_rejected_someone_behind_kept() -> None:
+    front = rest_person(score=0.9)
+    again = dataclasses.replace(rest_person(score=0.6), keypoints2d=front.keypoints2d + 4.0)
+    behind = rest_person(score=0.8, centre=(560.0, 230.0), height_px=350)
+    kept, counts = reject_implausible([again, front, behind], PlausibilitySettings(), IMAGE_SHAPE)
+    assert kept == [front, behind] and counts["duplicate"] == 1
+    kept, counts = reject_implausible([again, front], PlausibilitySettings(duplicates=False), IMAGE_SHAPE)
+    assert kept == [again, front] and counts["duplicate"] == 0
+
+
+def test_settings_validation_names_the_field() -> None:
+    for field, value in (("joint_score", 2.0), ("min_confident_joints", 18), ("min_size_px", -1.0),
+                         ("max_bone_ratio", 0.5), ("max_asymmetry", float("inf"))):  # fmt: skip
+        with pytest.raises(ValueError, match=field):
+            PlausibilitySettings(**{field: value})
+    assert PlausibilitySettings().replaced(min_size_px=10.0).min_size_px == 10.0
