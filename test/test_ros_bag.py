@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from conftest import messi_rgb
 from geometry_msgs.msg import Point
 from petr_ros_msgs.msg import Skeleton, SkeletonArray
@@ -59,17 +60,100 @@ def test_write_read_round_trip_with_custom_types(tmp_path: Path) -> None:
     assert sk.person_id == 3 and abs(sk.positions[1].z - 3.1) < 1e-12 and list(sk.joint_names)[1] == "right_hip"
 
 
-def test_writer_is_atomic_and_refuses_to_overwrite(tmp_path: Path) -> None:
+def test_writer_keeps_what_was_written_on_error_and_refuses_to_overwrite(tmp_path: Path) -> None:
     target = tmp_path / "bag"
+    image = Image(height=1, width=1, encoding="mono8", step=1, data=b"\x01")
     with pytest.raises(RuntimeError, match="boom"), BagWriter(target) as bag:
-        bag.write("/image", Image(height=1, width=1, encoding="mono8", step=1, data=b"\x01"), 1)
+        bag.write("/image", image, 1)
         raise RuntimeError("boom")
-    assert not target.exists() and not list(tmp_path.iterdir())  # nothing half-written left behind
-    write_image_bag(target, _frames(1))
+    assert [m.msg for m in read_bag(target)] == [image]  # a complete bag of what came before the error
+    assert yaml.safe_load((target / "metadata.yaml").read_text())["rosbag2_bagfile_information"]["message_count"] == 1
     with pytest.raises(FileExistsError, match="already exists"):
         BagWriter(target)
     with pytest.raises(FileNotFoundError):
         list(read_bag(tmp_path / "missing"))
+
+
+def _mcap_messages(mcap_file: Path) -> list[tuple[str, int, bytes]]:
+    """(topic, log time, payload) of every message, read by the independent `mcap` library."""
+    from mcap.reader import make_reader
+
+    with open(mcap_file, "rb") as fh:
+        return [(ch.topic, m.log_time, m.data) for _, ch, m in make_reader(fh).iter_messages()]
+
+
+def _mcap_has_summary(mcap_file: Path) -> bool:
+    from mcap.reader import make_reader
+
+    with open(mcap_file, "rb") as fh:
+        return make_reader(fh).get_summary() is not None
+
+
+def _mono(i: int, w: int = 64, h: int = 48) -> Image:
+    pixels = ((np.arange(w * h, dtype=np.int64) * 7 + i * 31) % 251).astype(np.uint8)
+    msg = Image(height=h, width=w, encoding="mono8", step=w, data=pixels.tobytes())
+    msg.header.stamp.sec = i
+    return msg
+
+
+def test_bag_is_readable_at_every_message_and_recover_cuts_a_torn_tail(tmp_path: Path) -> None:
+    from petr_ros.ros.bag import recover_bag
+
+    target = tmp_path / "bag"
+    bag = BagWriter(target).__enter__()
+    for i in range(5):
+        bag.write("/image", _mono(i), 1000 + i)
+        # Without closing, after every message: both readers see everything written so far.
+        assert [m.msg.header.stamp.sec for m in read_bag(target)] == list(range(i + 1))
+        assert len(_mcap_messages(bag.mcap_path)) == i + 1
+    bag._mcap.abandon()  # what a SIGKILL leaves: no summary, metadata.yaml counts from the last flush
+    mcap_file = bag.mcap_path
+    # A kill inside the last write: the file ends in the middle of a message.
+    with open(mcap_file, "r+b") as fh:
+        fh.truncate(mcap_file.stat().st_size - 200)
+    with pytest.raises(Exception):  # noqa: B017 - whatever each reader raises for a torn file
+        list(read_bag(target))
+    assert recover_bag(target) == {"/image": 4}
+    assert [m.msg for m in read_bag(target)] == [_mono(i) for i in range(4)]
+    assert [t for _, t, _ in _mcap_messages(mcap_file)] == [1000, 1001, 1002, 1003]
+    assert _mcap_has_summary(mcap_file)
+    info = yaml.safe_load((target / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["message_count"] == 4 and info["topics_with_message_count"][0]["message_count"] == 4
+    assert info["starting_time"]["nanoseconds_since_epoch"] == 1000 and info["duration"]["nanoseconds"] == 3
+    assert recover_bag(target) == {"/image": 4}  # idempotent
+    assert not list(target.glob(".*"))  # no temporaries left
+
+
+def test_recover_reads_what_the_old_recorder_left(tmp_path: Path) -> None:
+    """The previous recorder (rosbags' Writer in a hidden `.<out>.partial-*` folder) killed mid-stream: no
+    metadata.yaml, no summary, the last 1 MB chunk cut short. recover keeps every complete chunk."""
+    from rclpy.serialization import serialize_message
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    from petr_ros.ros.bag import recover_bag
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    folder = tmp_path / ".out.partial-abc" / "out"
+    writer = Writer(folder, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    conn = writer.add_connection("/image", "sensor_msgs/msg/Image", typestore=store)
+    frames = [_mono(i, 320, 240) for i in range(40)]  # 77 KB each: a chunk every ~14 frames
+    for i, msg in enumerate(frames):
+        writer.write(conn, 10 + i, serialize_message(msg))
+    mcap_file = folder / "out.mcap"
+    complete = mcap_file.stat().st_size  # what a kill now would leave on disk (the rest is in a Python buffer)
+    writer.storage.bio.flush()  # (so that the buffer is not written over what follows when the writer is collected)
+    assert complete > 0 and not (folder / "metadata.yaml").exists()
+    with open(mcap_file, "r+b") as fh:
+        fh.seek(complete)
+        fh.write(b"\x06" + (5_000_000).to_bytes(8, "little") + b"partial chunk")  # a chunk cut short
+        fh.truncate()
+    counts = recover_bag(folder)
+    n = counts["/image"]
+    assert 14 <= n < 40
+    assert [m.msg for m in read_bag(folder)] == frames[:n]
+    assert len(_mcap_messages(mcap_file)) == n
 
 
 def test_play_record_round_trip_is_pixel_exact(tmp_path: Path, ros_env: dict[str, str]) -> None:
@@ -117,3 +201,56 @@ def test_play_record_round_trip_is_pixel_exact(tmp_path: Path, ros_env: dict[str
     assert np.all(np.diff(t) > 0)
     assert 0.02 < np.median(np.diff(t)) / 1e9 < 0.5
     assert time.time_ns() - t[-1] < 120 * 10**9
+
+
+def test_recorder_killed_with_sigkill_leaves_a_readable_bag(tmp_path: Path, ros_env: dict[str, str], probe) -> None:
+    """petr_bag_record killed with SIGKILL mid-stream: <out> is a bag both rosbags and mcap read, holding every
+    message the recorder had received; --recover then gives it an index and exact counts."""
+    import signal
+
+    from rclpy.duration import Duration
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    out = tmp_path / "killed"
+    bindir = Path(sys.executable).parent
+    log = open(tmp_path / "record.log", "w")  # noqa: SIM115
+    recorder = subprocess.Popen([str(bindir / "petr_bag_record"), str(out), "--topics", "/camera/image_raw",
+                                 "--discovery-timeout", "60"], env=ros_env, stdout=log, stderr=subprocess.STDOUT)
+    pub = probe.node.create_publisher(Image, "/camera/image_raw",
+                                      QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    frames = [_mono(i, 320, 240) for i in range(60)]
+    try:
+        assert probe.spin_until(lambda: pub.get_subscription_count() > 0, 60), (tmp_path / "record.log").read_text()
+        probe.spin_for(1.0)  # the recorder's subscription also knows the publisher
+        for msg in frames[:20]:
+            pub.publish(msg)
+            probe.spin_for(0.02)
+        assert pub.wait_for_all_acked(Duration(seconds=10))
+        probe.spin_for(1.5)  # received and written by the recorder's callbacks
+        for msg in frames[20:30]:  # still streaming when the kill comes
+            pub.publish(msg)
+            probe.spin_for(0.02)
+        recorder.send_signal(signal.SIGKILL)
+        assert recorder.wait(10) == -signal.SIGKILL
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+            recorder.wait()
+        log.close()
+
+    assert (out / "metadata.yaml").is_file()
+    mcap_file = next(out.glob("*.mcap"))
+    recorded = list(read_bag(out))
+    got = [m.msg for m in recorded]
+    assert len(got) >= 20, len(got)
+    assert got == frames[: len(got)]  # every message up to the kill, in order, pixel for pixel
+    assert [data for _, _, data in _mcap_messages(mcap_file)] == [m.raw for m in recorded]  # the mcap library agrees
+
+    fixed = subprocess.run([str(bindir / "petr_bag_record"), "--recover", str(out)], env=ros_env,
+                           capture_output=True, text=True, timeout=60)
+    assert fixed.returncode == 0, fixed.stderr
+    assert f"recovered {len(got)} messages" in fixed.stdout
+    assert _mcap_has_summary(mcap_file)
+    assert [m.msg for m in read_bag(out)] == got
+    info = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["message_count"] == len(got)
