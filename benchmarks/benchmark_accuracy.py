@@ -1,0 +1,457 @@
+"""3D accuracy on real video, beside BlazePose's own monocular 3D in the same run (prints one table; not a test).
+
+    python benchmarks/benchmark_accuracy.py [--checkpoint LIFTER.pt] [--output results.json]
+        [--sports2d-frames 120] [--vtest-frames 150] [--stride 1] [--pose2sim-frames 100]
+
+Labelled part: `benchmarks/data/pose2sim_multi/` holds a multi-view triangulated Human3.6M-17 reference of one
+person in the Pose2Sim 0.10.49 Demo_MultiPerson recording (its REFERENCE.md says how it was made and its caveats:
+she is a ~1.40 m rendered character, so P-MPJPE comes first). The video (`assets/pose2sim_multi/cam01.mp4`) is
+taken from the Pose2Sim wheel at set-up (scripts/fetch_assets.sh). The default pipeline runs on cam01; its people
+are matched one-to-one to the reference person (and to the other people's boxes, when known) by box IoU. The
+same front-end runs hand over BlazePose's `pose_world_landmarks` of every detection (same model, same crop, same
+model complexity), so both 3D answers come from the very same 2D detection. Both are mapped to H3.6M-17 by the
+package's one conversion (`skeleton.coco_to_h36m`: head = head top), so the reference's mid-ear head costs both
+the same; "no head" rows leave that joint out.
+
+Measures (petr_ros.metrics): P-MPJPE (similarity Procrustes per frame), MPJPE (pelvis-aligned, camera axes),
+bone-direction error (camera axes), limb-length CV over the track, acceleration error (pelvis-aligned, mm per
+frame^2 at 60 fps), and the pelvis position error when placed with cam01's intrinsics (`camera.place_skeleton`,
+distortion ignored: |k1|, |k2| < 0.003). Scored frames: all 17 reference joints valid and the person found.
+
+Label-free part, on the other real videos (Sports2D demo, OpenCV's vtest, the other people of cam01): per track
+(at least MIN_TRACK_FRAMES frames) limb-length CV, left/right limb asymmetry, joint-limit violations and
+acceleration (pelvis-aligned), beside BlazePose's world landmarks of the same detections; people per frame, and
+for cam01 found / missed / false people against the three known people's boxes
+(test/data/pose2sim_cam01_people.npz for the man and the bystander).
+
+The pipeline call lives in one place, `frame_runner`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # shared cores: no spinning OpenMP waits
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from petr_ros import metrics  # noqa: E402
+from petr_ros.camera import Intrinsics, place_skeleton  # noqa: E402
+from petr_ros.detection import PeopleTally, match_boxes  # noqa: E402
+from petr_ros.frontends.mediapipe import BLAZEPOSE_TO_COCO, MediaPipeFrontEnd  # noqa: E402
+from petr_ros.skeleton import coco_to_h36m  # noqa: E402
+
+ASSETS = Path(os.environ.get("PETR_ASSETS", REPO / "assets"))
+REFERENCE = REPO / "benchmarks" / "data" / "pose2sim_multi" / "reference_h36m17.npz"
+OTHER_PEOPLE = REPO / "test" / "data" / "pose2sim_cam01_people.npz"  # boxes of the man and the bystander
+MIN_TRACK_FRAMES = 10
+MIN_IOU = 0.3
+NO_HEAD = [j for j in range(17) if j != 10]
+
+
+# --- One person of one frame, as the benchmark needs it -------------------------------------------------------
+@dataclass
+class Person:
+    person_id: int
+    joints3d: np.ndarray  # (17, 3) m, root-relative, camera axes (the lifter's answer)
+    joints3d_camera: np.ndarray  # (17, 3) m, placed in the camera frame
+    keypoints2d: np.ndarray  # (17, 2) px, H3.6M order
+    confidences: np.ndarray  # (17,)
+    box: np.ndarray  # (4,)
+    blaze_world: np.ndarray | None = None  # (17, 3) m, BlazePose world landmarks, root-relative, camera-like axes
+
+
+class WorldLandmarkFrontEnd(MediaPipeFrontEnd):
+    """The default MediaPipe front end, also keeping BlazePose's world landmarks of every detection it returns
+    (keyed by the detection's box), so both 3D answers come from one run. A benchmark-only hook on the front end's
+    graph calls (`_make_pose`, `_run`)."""
+
+    def __init__(self, **options: object) -> None:
+        self.world_by_box: dict[bytes, np.ndarray] = {}
+        super().__init__(**options)
+
+    def _make_pose(self, static: bool) -> object:
+        return _RecordingGraph(super()._make_pose(static))
+
+    def _run(self, graph: object, image: np.ndarray, offset: tuple[int, int]):  # noqa: ANN202 (front end's type)
+        det = super()._run(graph, image, offset)
+        world = getattr(graph.last, "pose_world_landmarks", None) if det is not None else None
+        if world is not None:
+            lm = np.array([(p.x, p.y, p.z) for p in world.landmark], dtype=np.float64)
+            self.world_by_box[_box_key(det.box)] = lm
+        return det
+
+    def take_world(self, box: np.ndarray) -> np.ndarray | None:
+        """H3.6M-17 root-relative world landmarks (17, 3) of the detection with this box, or None."""
+        lm = self.world_by_box.get(_box_key(box))
+        if lm is None:
+            return None
+        joints, _ = coco_to_h36m(lm[list(BLAZEPOSE_TO_COCO)])
+        return (joints - joints[0]).astype(np.float32)
+
+    def new_frame(self) -> None:
+        self.world_by_box.clear()
+
+
+class _RecordingGraph:
+    def __init__(self, graph: object) -> None:
+        self.graph, self.last = graph, None
+
+    def process(self, image: np.ndarray) -> object:
+        self.last = self.graph.process(image)
+        return self.last
+
+    def close(self) -> None:
+        self.graph.close()
+
+
+def _box_key(box: np.ndarray) -> bytes:
+    return np.round(np.asarray(box, np.float64).reshape(4), 2).tobytes()
+
+
+# --- The pipeline under test: the one place that calls it -----------------------------------------------------
+def frame_runner(checkpoint: str | None, model_complexity: int) -> tuple[
+    Callable[[np.ndarray, float, Intrinsics | None], list[Person]], Callable[[], None], Callable[[], None]
+]:
+    """(run(rgb, stamp_s, intrinsics) -> people, reset(), close()) for the default pipeline with `checkpoint`.
+
+    petr_ros.pipeline.FramePipeline when the package has it; else PoseEstimator + PersonTracker + place_skeleton
+    (what the node did before the pipeline existed)."""
+    from petr_ros.estimator import PoseEstimator
+
+    frontend = WorldLandmarkFrontEnd(model_complexity=model_complexity)
+    estimator = PoseEstimator(lifter_checkpoint=checkpoint, frontend=frontend)
+    estimator.warmup()
+    try:
+        from petr_ros.pipeline import FramePipeline, PipelineSettings
+    except ImportError:
+        FramePipeline = None  # noqa: N806
+
+    if FramePipeline is not None:
+        pipeline = FramePipeline(PipelineSettings(lifter_checkpoint=checkpoint), estimator=estimator)
+
+        def run(rgb: np.ndarray, stamp_s: float, intrinsics: Intrinsics | None) -> list[Person]:
+            frontend.new_frame()
+            out = pipeline.process(rgb, stamp_s, intrinsics)
+            return [Person(r.person_id, r.joints3d, r.joints3d_camera, r.keypoints2d, r.confidences, r.box,
+                           frontend.take_world(r.box)) for r in out]
+
+        return run, pipeline.reset, pipeline.close
+
+    from petr_ros.tracking import PersonTracker
+
+    tracker = PersonTracker()
+
+    def run_estimator(rgb: np.ndarray, stamp_s: float, intrinsics: Intrinsics | None) -> list[Person]:
+        frontend.new_frame()
+        poses = tracker.update(estimator.estimate(rgb))
+        size = (rgb.shape[1], rgb.shape[0])
+        out = []
+        for p in poses:
+            placed, _ = place_skeleton(p.keypoints2d, p.joints3d, intrinsics, size, p.confidences)
+            out.append(Person(p.person_id, p.joints3d, placed, p.keypoints2d, p.confidences, p.box,
+                              frontend.take_world(p.box)))
+        return out
+
+    def reset() -> None:
+        tracker.reset()
+        estimator.reset()
+
+    return run_estimator, reset, estimator.close
+
+
+# --- Video ---------------------------------------------------------------------------------------------------
+def read_frames(path: Path, max_frames: int, stride: int = 1) -> tuple[list[np.ndarray], float]:
+    """RGB frames 0, stride, 2 stride, ... (at most max_frames of them) and the video's frame rate."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: video missing; run scripts/fetch_assets.sh (or make setup)")
+    cap = cv2.VideoCapture(str(path))
+    fps = float(cap.get(cv2.CAP_PROP_FPS)) or 30.0
+    frames: list[np.ndarray] = []
+    index = 0
+    while len(frames) < max_frames:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        if index % stride == 0:
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        index += 1
+    cap.release()
+    if not frames:
+        raise ValueError(f"{path}: no frames could be read")
+    return frames, fps
+
+
+@dataclass
+class VideoRun:
+    """Everything one video's run produced."""
+
+    name: str
+    people: list[list[Person]]  # per frame
+    seconds: float
+    fps: float
+    tracks: dict[int, list[tuple[int, Person]]] = field(default_factory=dict)  # id -> (frame, person)
+
+    def __post_init__(self) -> None:
+        for f, frame in enumerate(self.people):
+            for p in frame:
+                self.tracks.setdefault(p.person_id, []).append((f, p))
+
+
+def run_video(run: Callable, reset: Callable, name: str, frames: list[np.ndarray], fps: float,
+              intrinsics: Intrinsics | None = None) -> VideoRun:
+    reset()
+    t0 = time.perf_counter()
+    people = [run(rgb, i / fps, intrinsics) for i, rgb in enumerate(frames)]
+    return VideoRun(name, people, time.perf_counter() - t0, fps)
+
+
+# --- Labelled: the reference person of cam01 -----------------------------------------------------------------
+def load_reference(path: Path = REFERENCE) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def known_boxes(ref: dict[str, np.ndarray], frames: int) -> tuple[list[str], np.ndarray]:
+    """Names and (F, P, 4) boxes of the known people of cam01: the reference person first, then (when the file is
+    there) the man and the bystander."""
+    names, boxes = ["reference"], [ref["box_cam01"][0, :frames]]
+    if OTHER_PEOPLE.is_file():
+        with np.load(OTHER_PEOPLE) as other:
+            for key in sorted(other.files):
+                names.append(key)
+                boxes.append(other[key][:frames])
+    return names, np.stack(boxes, axis=1).astype(np.float32)
+
+
+def match_reference(video: VideoRun, names: list[str], boxes: np.ndarray) -> tuple[list[int | None], PeopleTally]:
+    """Per frame the index of the person matched to the reference (known person 0) or None, matching all of a
+    frame's people to all known people at once (one-to-one), and the found / missed / false tally."""
+    tally = PeopleTally(names, MIN_IOU)
+    matched: list[int | None] = []
+    for f, frame in enumerate(video.people):
+        found = np.array([p.box for p in frame], np.float32).reshape(-1, 4)
+        tally.add(found, boxes[f])
+        visible = np.flatnonzero(np.isfinite(boxes[f]).all(axis=1))
+        pairs = match_boxes(found, boxes[f][visible], MIN_IOU)
+        matched.append(next((i for i, j in pairs if visible[j] == 0), None))
+    return matched, tally
+
+
+def labelled_scores(video: VideoRun, ref: dict[str, np.ndarray], matched: list[int | None]) -> dict[str, dict]:
+    """The labelled measures for petr_ros and BlazePose (mm, degrees, %, m) and the reference's own limb CV."""
+    n = len(video.people)
+    truth = np.where(ref["valid"][0, :n, :, None], ref["joints_cam01"][0, :n], np.nan).astype(np.float64)
+    truth_rel = truth - truth[:, :1]
+    seqs = {"petr": np.full((n, 17, 3), np.nan), "blaze": np.full((n, 17, 3), np.nan)}
+    placed_pelvis = {"petr": np.full((n, 3), np.nan), "blaze": np.full((n, 3), np.nan)}
+    K = Intrinsics.from_k(ref["K_cam01"].reshape(-1))
+    size = tuple(int(v) for v in ref["image_size_cam01"])
+    for f, i in enumerate(matched):
+        if i is None:
+            continue
+        p = video.people[f][i]
+        seqs["petr"][f] = p.joints3d - p.joints3d[0]
+        placed_pelvis["petr"][f] = p.joints3d_camera[0]
+        if p.blaze_world is not None:
+            seqs["blaze"][f] = p.blaze_world
+            placed, metric = place_skeleton(p.keypoints2d, p.blaze_world, K, size, p.confidences)
+            placed_pelvis["blaze"][f] = placed[0] if metric else np.nan
+    full = np.isfinite(truth).all(axis=(1, 2))
+    out: dict[str, dict] = {}
+    for key, seq in seqs.items():
+        frames = full & np.isfinite(seq).all(axis=(1, 2))
+        if not frames.any():
+            out[key] = {"frames": 0}
+            continue
+        pred_mm, true_mm = 1000.0 * seq[frames], 1000.0 * truth_rel[frames]
+        pelvis_err = np.linalg.norm(placed_pelvis[key] - truth[:, 0], axis=-1)
+        depth_err = placed_pelvis[key][:, 2] - truth[:, 0, 2]
+        ok = np.isfinite(pelvis_err)
+        out[key] = {
+            "frames": int(frames.sum()),
+            "found": int(sum(np.isfinite(seq).all(axis=(1, 2)))),
+            "p_mpjpe_mm": metrics.p_mpjpe(pred_mm, true_mm),
+            "p_mpjpe_no_head_mm": metrics.p_mpjpe(pred_mm[:, NO_HEAD], true_mm[:, NO_HEAD]),
+            "mpjpe_mm": metrics.mpjpe(pred_mm, true_mm),
+            "mpjpe_no_head_mm": metrics.mpjpe(pred_mm[:, NO_HEAD], true_mm[:, NO_HEAD]),
+            "bone_direction_deg": metrics.bone_direction_error_deg(pred_mm, true_mm),
+            "limb_length_cv_pct": 100.0 * metrics.limb_length_cv(seq),
+            "acceleration_error_mm": metrics.acceleration_error(1000.0 * seq, 1000.0 * truth_rel),
+            "pelvis_error_m": float(np.mean(pelvis_err[ok])) if ok.any() else float("nan"),
+            "pelvis_depth_bias_m": float(np.mean(depth_err[ok])) if ok.any() else float("nan"),
+            "size_ratio": float(np.nanmedian(_size(seq) / _size(truth_rel))),
+        }
+    out["reference"] = {"limb_length_cv_pct": 100.0 * metrics.limb_length_cv(truth_rel),
+                        "frames": int(full.sum())}
+    return out
+
+
+def _size(joints: np.ndarray) -> np.ndarray:
+    """Per frame sum of the limb bone lengths (a body size)."""
+    lengths = metrics.bone_lengths_over_time(joints)
+    return lengths[:, [j - 1 for j in metrics.LIMB_JOINTS]].sum(1)
+
+
+# --- Label-free ------------------------------------------------------------------------------------------------
+def track_measures(video: VideoRun, exclude: set[tuple[int, int]] | None = None) -> dict[str, dict]:
+    """Frame-weighted means over the tracks (>= MIN_TRACK_FRAMES frames, consecutive frames only for the
+    acceleration) of limb-length CV, asymmetry, joint-limit violations and acceleration, for petr and BlazePose.
+    exclude: (frame, person index) pairs left out (the labelled reference person)."""
+    exclude = exclude or set()
+    sums: dict[str, dict[str, list[tuple[float, int]]]] = {"petr": {}, "blaze": {}}
+    n_tracks = 0
+    for _, items in video.tracks.items():
+        items = [(f, p) for f, p in items if (f, _index(video, f, p)) not in exclude]
+        if len(items) < MIN_TRACK_FRAMES:
+            continue
+        n_tracks += 1
+        first = items[0][0]
+        span = items[-1][0] - first + 1
+        for key in ("petr", "blaze"):
+            seq = np.full((span, 17, 3), np.nan)
+            for f, p in items:
+                joints = p.joints3d - p.joints3d[0] if key == "petr" else p.blaze_world
+                if joints is not None:
+                    seq[f - first] = joints
+            present = np.isfinite(seq).all(axis=(1, 2))
+            if present.sum() < MIN_TRACK_FRAMES:
+                continue
+            m = sums[key]
+            weight = int(present.sum())
+            m.setdefault("limb_length_cv_pct", []).append((100.0 * metrics.limb_length_cv(seq), weight))
+            m.setdefault("asymmetry_pct", []).append((100.0 * metrics.left_right_asymmetry(seq), weight))
+            m.setdefault("limit_violations_pct", []).append((100.0 * metrics.joint_limit_violations(seq), weight))
+            m.setdefault("acceleration_mm", []).append((metrics.acceleration(1000.0 * seq), weight))
+    out: dict[str, dict] = {}
+    for key, m in sums.items():
+        out[key] = {name: float(np.average([v for v, _ in vals], weights=[w for _, w in vals]))
+                    for name, vals in m.items() if vals}
+    counts = [len(frame) for frame in video.people]
+    short = sum(1 for items in video.tracks.values() if len(items) < 5)
+    out["people"] = {"tracks": n_tracks, "people_per_frame": float(np.mean(counts)), "max_people": max(counts),
+                     "tracks_under_5_frames": short}
+    return out
+
+
+def _index(video: VideoRun, f: int, person: Person) -> int:
+    return next(i for i, p in enumerate(video.people[f]) if p is person)
+
+
+# --- Report ----------------------------------------------------------------------------------------------------
+def _fmt(value: object, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def table(results: dict) -> str:
+    """The one table: labelled rows, then label-free rows per video."""
+    lab = results["pose2sim_cam01"]["labelled"]
+    petr, blaze, ref = lab["petr"], lab["blaze"], lab["reference"]
+    rows: list[tuple[str, str, str, str]] = [
+        ("pose2sim cam01, reference person", f"petr_ros ({results['lifter']})", "BlazePose world", "reference"),
+        ("frames scored (all 17 joints valid)", _fmt(petr.get("frames")), _fmt(blaze.get("frames")),
+         _fmt(ref["frames"])),
+    ]
+    for label, key, digits in (
+        ("P-MPJPE (mm)", "p_mpjpe_mm", 1), ("P-MPJPE, no head (mm)", "p_mpjpe_no_head_mm", 1),
+        ("MPJPE, pelvis-aligned (mm)", "mpjpe_mm", 1), ("MPJPE, no head (mm)", "mpjpe_no_head_mm", 1),
+        ("bone direction error (deg)", "bone_direction_deg", 1), ("limb-length CV (%)", "limb_length_cv_pct", 1),
+        ("acceleration error (mm/frame^2)", "acceleration_error_mm", 1),
+        ("pelvis position error, intrinsics (m)", "pelvis_error_m", 3),
+        ("pelvis depth bias (m, + = too far)", "pelvis_depth_bias_m", 3),
+        ("body size / reference size", "size_ratio", 2),
+    ):
+        rows.append((label, _fmt(petr.get(key), digits), _fmt(blaze.get(key), digits),
+                     _fmt(ref.get(key), digits) if key in ref else ""))
+    tally = results["pose2sim_cam01"]["people"]
+    names = [k for k in tally if k.startswith("found_")]
+    rows.append(("people found (share of frames): " + ", ".join(n[6:] for n in names),
+                 " / ".join(_fmt(tally[n], 2) for n in names), "", ""))
+    rows.append(("false people per frame (cam01, known people)", _fmt(tally["false_per_frame"], 2), "", ""))
+    for video, res in results["label_free"].items():
+        ppl = res["people"]
+        rows.append((f"{video}: tracks of >= {MIN_TRACK_FRAMES} frames / of < 5 frames", f"{ppl['tracks']} / "
+                     f"{ppl['tracks_under_5_frames']}", "", ""))
+        rows.append((f"  {video}: people per frame (max)", f"{ppl['people_per_frame']:.2f} ({ppl['max_people']})",
+                     "", ""))
+        for label, key in (("limb-length CV (%)", "limb_length_cv_pct"), ("left/right asymmetry (%)", "asymmetry_pct"),
+                           ("joint-limit violations (%)", "limit_violations_pct"),
+                           ("acceleration (mm/frame^2)", "acceleration_mm")):
+            rows.append((f"  {video}: {label}", _fmt(res["petr"].get(key)), _fmt(res["blaze"].get(key)), ""))
+    widths = [max(len(r[c]) for r in rows) for c in range(4)]
+    lines = []
+    for k, r in enumerate(rows):
+        lines.append("| " + " | ".join(cell.ljust(widths[c]) for c, cell in enumerate(r)) + " |")
+        if k == 0:
+            lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", default=None, help="lifter checkpoint to score (default: the shipped one)")
+    ap.add_argument("--model-complexity", type=int, default=1, help="BlazePose model complexity (both answers)")
+    ap.add_argument("--pose2sim-frames", type=int, default=100, help="cam01 frames (of 100; all are labelled)")
+    ap.add_argument("--sports2d-frames", type=int, default=120, help="Sports2D demo frames (0: skip)")
+    ap.add_argument("--vtest-frames", type=int, default=150, help="vtest.avi frames (0: skip)")
+    ap.add_argument("--stride", type=int, default=1, help="use every n-th frame of the label-free videos")
+    ap.add_argument("--output", default=None, help="also write the figures as JSON here")
+    args = ap.parse_args(argv)
+    if args.stride < 1:
+        ap.error("--stride must be >= 1")
+    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+        ap.error(f"--checkpoint {args.checkpoint}: file not found")
+
+    t_start = time.perf_counter()
+    run, reset, close = frame_runner(args.checkpoint, args.model_complexity)
+    ref = load_reference()
+    lifter = Path(args.checkpoint).name if args.checkpoint else "shipped"
+    results: dict = {"lifter": lifter, "model_complexity": args.model_complexity, "label_free": {}}
+    try:
+        frames, fps = read_frames(ASSETS / "pose2sim_multi" / "cam01.mp4", args.pose2sim_frames)
+        K = Intrinsics.from_k(ref["K_cam01"].reshape(-1), *(int(v) for v in ref["image_size_cam01"]))
+        cam01 = run_video(run, reset, "pose2sim_cam01", frames, fps, K)
+        names, boxes = known_boxes(ref, len(frames))
+        matched, tally = match_reference(cam01, names, boxes)
+        results["pose2sim_cam01"] = {"labelled": labelled_scores(cam01, ref, matched), "people": tally.summary(),
+                                     "seconds": cam01.seconds}
+        exclude = {(f, i) for f, i in enumerate(matched) if i is not None}
+        results["label_free"]["pose2sim cam01, other people"] = track_measures(cam01, exclude)
+        for name, path, count in (("sports2d", ASSETS / "sports2d_demo.mp4", args.sports2d_frames),
+                                  ("vtest", ASSETS / "vtest.avi", args.vtest_frames)):
+            if count <= 0:
+                continue
+            frames, fps = read_frames(path, count, args.stride)
+            video = run_video(run, reset, name, frames, fps / args.stride)
+            results["label_free"][name] = track_measures(video)
+            results["label_free"][name]["seconds"] = video.seconds
+    finally:
+        close()
+    results["seconds"] = time.perf_counter() - t_start
+    print(table(results))
+    print(f"\n{results['seconds']:.0f} s in all; P-MPJPE, MPJPE and bone directions on frames where all 17 reference "
+          "joints are valid; petr_ros and BlazePose from the same 2D detections.")
+    if args.output:
+        from petr_ros.fileio import write_text
+
+        write_text(args.output, json.dumps(results, indent=2, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

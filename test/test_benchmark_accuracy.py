@@ -1,0 +1,110 @@
+"""benchmarks/benchmark_accuracy.py's own functions on the real reference and a real image: matching, the
+labelled measures (zero for the reference itself, invariances), the track measures and the world-landmark hook."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO, messi_rgb
+
+from petr_ros.camera import Intrinsics, project
+
+_spec = importlib.util.spec_from_file_location("benchmark_accuracy", REPO / "benchmarks" / "benchmark_accuracy.py")
+B = importlib.util.module_from_spec(_spec)
+sys.modules["benchmark_accuracy"] = B
+_spec.loader.exec_module(B)
+
+
+@pytest.fixture(scope="module")
+def ref() -> dict[str, np.ndarray]:
+    return B.load_reference()
+
+
+def _reference_people(ref: dict[str, np.ndarray], shift: np.ndarray | None = None, scale: float = 1.0,
+                      blaze: bool = True) -> B.VideoRun:
+    """A VideoRun whose one person is the reference itself (invalid joints filled from the previous frame), placed
+    at the reference's camera position, plus a far-away second person that matches nobody."""
+    truth = ref["joints_cam01"][0].astype(np.float64)
+    valid = ref["valid"][0]
+    filled = truth.copy()
+    for f in range(len(filled)):
+        bad = ~valid[f]
+        filled[f, bad] = filled[f - 1, bad] if f else filled[f, 0]
+    K = Intrinsics.from_k(ref["K_cam01"].reshape(-1))
+    frames = []
+    for f in range(len(filled)):
+        rel = scale * (filled[f] - filled[f, 0]) + (0 if shift is None else shift)
+        rel = rel - rel[0]
+        camera = rel + filled[f, 0]
+        person = B.Person(1, rel.astype(np.float32), camera, project(filled[f], K).astype(np.float32),
+                          np.ones(17, np.float32), ref["box_cam01"][0, f], rel.astype(np.float32) if blaze else None)
+        ghost = B.Person(2, rel.astype(np.float32), camera + 5.0, np.zeros((17, 2), np.float32),
+                         np.ones(17, np.float32), np.array([0.0, 0.0, 20.0, 20.0], np.float32), None)
+        frames.append([ghost, person])
+    return B.VideoRun("reference", frames, 0.0, 60.0)
+
+
+def test_the_reference_scores_zero_against_itself(ref: dict[str, np.ndarray]) -> None:
+    video = _reference_people(ref)
+    names, boxes = B.known_boxes(ref, 100)
+    assert names[0] == "reference" and boxes.shape[1:] == (len(names), 4)
+    matched, tally = B.match_reference(video, names, boxes)
+    assert matched == [1] * 100  # the ghost box overlaps nobody
+    summary = tally.summary()
+    assert summary["found_reference"] == 1.0 and summary["false_per_frame"] == pytest.approx(1.0)
+    scores = B.labelled_scores(video, ref, matched)
+    for key in ("petr", "blaze"):
+        s = scores[key]
+        assert s["frames"] == scores["reference"]["frames"] == 48  # all 17 joints valid (REFERENCE.md)
+        assert s["p_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3) and s["mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
+        assert s["bone_direction_deg"] == pytest.approx(0.0, abs=1e-3)
+        assert s["acceleration_error_mm"] == pytest.approx(0.0, abs=1e-3)  # float32 poses
+        assert s["size_ratio"] == pytest.approx(1.0)
+    assert scores["petr"]["pelvis_error_m"] == pytest.approx(0.0, abs=1e-6)
+    # BlazePose's pelvis is placed from the 2D and its skeleton with the intrinsics: the exact projection of the
+    # true joints gives back the true position.
+    assert scores["blaze"]["pelvis_error_m"] == pytest.approx(0.0, abs=2e-3)
+    # REFERENCE.md: limb CV <= 9.1 % per bone; the 8 limb bones average a few percent.
+    assert 1.0 < scores["reference"]["limb_length_cv_pct"] < 9.1
+
+
+def test_labelled_measures_see_shape_not_size(ref: dict[str, np.ndarray]) -> None:
+    """A 20 % larger copy: P-MPJPE and bone directions stay zero, MPJPE and the size ratio do not."""
+    scores = B.labelled_scores(_reference_people(ref, scale=1.2), ref, [1] * 100)["petr"]
+    assert scores["p_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
+    assert scores["bone_direction_deg"] == pytest.approx(0.0, abs=1e-3)
+    assert scores["mpjpe_mm"] > 20.0 and scores["size_ratio"] == pytest.approx(1.2, rel=1e-4)
+    # Nobody found: nothing scored, no crash.
+    none = B.labelled_scores(_reference_people(ref), ref, [None] * 100)
+    assert none["petr"] == {"frames": 0}
+
+
+def test_track_measures_of_a_rigid_reference_track(ref: dict[str, np.ndarray]) -> None:
+    video = _reference_people(ref, blaze=False)
+    out = B.track_measures(video)
+    assert out["people"]["tracks"] == 2 and out["people"]["people_per_frame"] == 2.0
+    assert out["petr"]["limit_violations_pct"] >= 0.0 and "limb_length_cv_pct" in out["petr"]
+    assert out["blaze"] == {}  # no world landmarks given
+    # Leaving the matched person out leaves the ghost's track only (the same skeleton, 5 m away).
+    rest = B.track_measures(video, exclude={(f, 1) for f in range(100)})
+    assert rest["people"]["tracks"] == 1
+    assert rest["petr"]["limb_length_cv_pct"] == pytest.approx(out["petr"]["limb_length_cv_pct"])
+
+
+def test_world_landmark_hook_returns_blazepose_3d_of_each_detection() -> None:
+    frontend = B.WorldLandmarkFrontEnd(model_complexity=1)
+    try:
+        found = frontend.detect(messi_rgb())
+        assert found, "BlazePose finds the player in messi5.jpg"
+        world = frontend.take_world(found[0].box)
+        assert world is not None and world.shape == (17, 3) and np.isfinite(world).all()
+        assert np.allclose(world[0], 0.0)  # root-relative
+        assert 1.0 < np.ptp(world[:, 1]) < 2.2 or 1.0 < np.ptp(world[:, 0]) < 2.2  # a metric, adult body
+        assert frontend.take_world(np.array([0.0, 0.0, 1.0, 1.0])) is None
+        frontend.new_frame()
+        assert frontend.take_world(found[0].box) is None
+    finally:
+        frontend.close()
