@@ -26,6 +26,7 @@ from petr_ros.validation import check_points
 # Without intrinsics: a typical webcam / phone field of view and a typical distance of a person from the camera.
 DEFAULT_FOV_DEG = 60.0
 DEFAULT_DEPTH_M = 3.0
+DEFAULT_FOCAL_PX = 0.0  # 0: the focal length of a DEFAULT_FOV_DEG field of view
 # A least-squares root closer than this (metres) is not physical (behind or inside the camera): fall back.
 MIN_DEPTH_M = 0.1
 
@@ -62,7 +63,7 @@ class Intrinsics:
         return cls(fx=float(arr[0]), fy=float(arr[4]), cx=float(arr[2]), cy=float(arr[5]), width=width, height=height)
 
     @classmethod
-    def default(cls, width: int, height: int, focal_px: float = 0.0) -> Intrinsics:
+    def default(cls, width: int, height: int, focal_px: float = DEFAULT_FOCAL_PX) -> Intrinsics:
         """Assumed intrinsics for an image without CameraInfo: principal point at the centre, square pixels, and
         the focal length `focal_px`, or (0) the one giving a DEFAULT_FOV_DEG horizontal field of view."""
         if width <= 0 or height <= 0:
@@ -146,7 +147,7 @@ def place_skeleton(
     image_size: tuple[int, int],
     confidences: np.ndarray | None = None,
     default_depth: float = DEFAULT_DEPTH_M,
-    default_focal_px: float = 0.0,
+    default_focal_px: float = DEFAULT_FOCAL_PX,
 ) -> tuple[np.ndarray, bool]:
     """Camera-frame joints (J, 3) for a root-relative skeleton, and whether the placement is metric.
 

@@ -21,13 +21,14 @@ from torch import nn
 from petr_ros import kinematics
 from petr_ros.frontends import Detection2D, KeypointFrontEnd, make_frontend
 from petr_ros.model.checkpoint import DEFAULT_LIFTER_PATH, MAKE_LIFTER_HINT, load_lifter
-from petr_ros.model.device import resolve_device, resolve_precision
+from petr_ros.model.device import DEFAULT_DEVICE, DEFAULT_PRECISION, resolve_device, resolve_precision
 from petr_ros.model.lifter import normalize_keypoints_2d
 from petr_ros.preprocessing import check_image
 from petr_ros.skeleton import coco_to_h36m
 
 LOG = logging.getLogger(__name__)
 BACKENDS = ("auto", "hrnet", "mediapipe")
+DEFAULT_BACKEND = "auto"
 
 
 @dataclass
@@ -79,10 +80,10 @@ class PoseEstimator:
     def __init__(
         self,
         lifter_checkpoint: str | os.PathLike | None = None,
-        backend: str = "auto",
+        backend: str = DEFAULT_BACKEND,
         hrnet_weights: str | os.PathLike | None = None,
-        device: str = "auto",
-        precision: str = "auto",
+        device: str = DEFAULT_DEVICE,
+        precision: str = DEFAULT_PRECISION,
         hrnet_model: nn.Module | None = None,
         allow_random_hrnet: bool = False,
         frontend: KeypointFrontEnd | None = None,

@@ -5,7 +5,8 @@
   a PoseArray shows in RViz);
 * a MarkerArray-like renderer (`MarkerPrimitive`: sphere lists and line lists with per-point colours), so the
   markers a node published can be drawn the way RViz would show them;
-* side-by-side panels, contact sheets, PNG and GIF files (written atomically).
+* side-by-side panels, contact sheets, PNG and GIF files (written atomically, `petr_ros.fileio`);
+* the package's one colour palette (`person_colours`) and the OpenCV drawing of the node's debug image.
 
 3D axes: points are in the camera optical frame (x right, y down, z forward); plots show x to the right, depth z
 into the picture and -y up, so a standing person stands upright.
@@ -13,45 +14,36 @@ into the picture and -y up, so a standing person stands upright.
 
 from __future__ import annotations
 
+import colorsys
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from petr_ros.fileio import atomic_path
 from petr_ros.kinematics import quaternion_to_matrix
+from petr_ros.results import PersonResult
 from petr_ros.skeleton import BONES, NUM_JOINTS, joint_side
 from petr_ros.validation import check_points
 
 AXIS_COLOURS = ((0.9, 0.1, 0.1, 1.0), (0.1, 0.75, 0.1, 1.0), (0.1, 0.3, 0.95, 1.0))  # joint x, y, z axes
 
 
-@dataclass
-class SkeletonView:
-    """One person as the node publishes it (fields of a petr_ros_msgs/Skeleton), as numpy arrays."""
+def person_colours(person_id: int) -> dict[str, tuple[float, float, float]]:
+    """The package's one palette (markers, debug image, pictures): a hue per person in golden-ratio steps (so
+    neighbouring ids differ), the person's left side lighter, the right darker, the centre in between; RGB in
+    [0, 1]."""
+    hue = (0.61803398875 * max(int(person_id), 0) + 0.08) % 1.0
+    return {side: colorsys.hsv_to_rgb(hue, sat, val)
+            for side, (sat, val) in {"left": (0.45, 1.0), "centre": (0.75, 0.9), "right": (0.95, 0.6)}.items()}
 
-    person_id: int
-    positions: np.ndarray  # (17, 3) metres, camera optical frame
-    rotations: np.ndarray | None = None  # (17, 4) global joint rotations (x, y, z, w)
-    keypoints2d: np.ndarray | None = None  # (17, 2) pixels
-    confidences: np.ndarray | None = None  # (17,)
-    joint_colours: np.ndarray | None = None  # (17, 4) RGBA in [0, 1] (e.g. the node's marker colours)
 
-    def colours(self) -> np.ndarray:
-        """(17, 4) RGBA per joint: the given ones, else a tab10 hue per person, lighter left, darker right."""
-        if self.joint_colours is not None:
-            return np.asarray(self.joint_colours, np.float64)
-        import matplotlib
-
-        base = np.array(matplotlib.colormaps["tab10"](max(self.person_id, 0) % 10))
-        shade = {"left": 1.35, "centre": 1.0, "right": 0.65}
-        out = np.empty((NUM_JOINTS, 4))
-        for j in range(NUM_JOINTS):
-            out[j, :3] = np.clip(base[:3] * shade[joint_side(j)], 0.0, 1.0)
-            out[j, 3] = 1.0
-        return out
+def joint_colours(person_id: int, alpha: float = 1.0) -> np.ndarray:
+    """(17, 4) RGBA in [0, 1] per joint of a person, by side (`person_colours`)."""
+    colours = person_colours(person_id)
+    return np.array([(*colours[joint_side(j)], alpha) for j in range(NUM_JOINTS)], np.float64)
 
 
 @dataclass
@@ -78,19 +70,17 @@ class MarkerPrimitive:
             raise ValueError(f"a line list needs an even number of points, got {len(self.points)}")
 
 
-def skeleton_primitives(skeleton: SkeletonView, joint_radius: float = 0.03, bone_width: float = 0.02,
-                        axis_length: float = 0.12) -> list[MarkerPrimitive]:  # fmt: skip
-    """The markers of one skeleton: joints (sphere list), bones (line list, child-side colour) and, when
-    rotations are known, the joint axes (line list, x red, y green, z blue)."""
-    pos = check_points(skeleton.positions, "positions", joints=NUM_JOINTS, dims=3, dtype=np.float64)
-    colours = skeleton.colours()
+def skeleton_primitives(person: PersonResult, joint_radius: float = 0.03, bone_width: float = 0.02,
+                        axis_length: float = 0.12) -> list[MarkerPrimitive]:
+    """The markers of one person in the camera frame: bones (line list, child-side colour), the joint axes (line
+    list, x red, y green, z blue) and the joints (sphere list)."""
+    pos = check_points(person.joints3d_camera, "joints3d_camera", joints=NUM_JOINTS, dims=3, dtype=np.float64)
+    colours = joint_colours(person.person_id)
     bone_points = np.stack([pos[[p, c]] for c, p in BONES]).reshape(-1, 3)
     bone_colours = np.repeat(colours[[c for c, _ in BONES]], 2, axis=0)
-    out = [MarkerPrimitive("lines", bone_points, bone_colours, bone_width),
-           MarkerPrimitive("spheres", pos, colours, 2 * joint_radius)]  # fmt: skip
-    if skeleton.rotations is not None:
-        out.insert(1, axis_primitive(pos, skeleton.rotations, axis_length))
-    return out
+    return [MarkerPrimitive("lines", bone_points, bone_colours, bone_width),
+            axis_primitive(pos, person.rotations, axis_length),
+            MarkerPrimitive("spheres", pos, colours, 2 * joint_radius)]
 
 
 def axis_primitive(positions: np.ndarray, rotations: np.ndarray, length: float = 0.1) -> MarkerPrimitive:
@@ -154,20 +144,8 @@ def add_primitives_3d(ax: object, primitives: Sequence[MarkerPrimitive]) -> list
         else:
             artists.append(ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c=prim.colours,
                                       s=max(4.0, (prim.scale * 70) ** 2), depthshade=False, edgecolors="black",
-                                      linewidths=0.3))  # fmt: skip
+                                      linewidths=0.3))
     return artists
-
-
-def draw_primitives_3d(ax: object, primitives: Sequence[MarkerPrimitive], elev: float = 12.0, azim: float = -72.0,
-                       limits: np.ndarray | None = None, title: str = "") -> list[object]:  # fmt: skip
-    """Clear a 3D axes and draw marker primitives with equal metric scale on every axis. `limits` (2, 3) min/max
-    in the camera frame fixes the view (e.g. over a whole video); else fitted to the primitives."""
-    ax.cla()
-    if limits is None:
-        everything = [p.points for p in primitives if len(p.points)]
-        limits = scene_limits(np.concatenate(everything) if everything else np.zeros((1, 3)))
-    setup_axes_3d(ax, limits, elev, azim, title)
-    return add_primitives_3d(ax, primitives)
 
 
 def scene_limits(points: np.ndarray, margin: float = 0.15, min_size: float = 1.0) -> np.ndarray:
@@ -181,43 +159,30 @@ def scene_limits(points: np.ndarray, margin: float = 0.15, min_size: float = 1.0
     return np.stack([centre - half, centre + half])
 
 
-def add_keypoints_2d(ax: object, skeletons: Sequence[SkeletonView], min_confidence: float = 0.3) -> list[object]:
+def add_keypoints_2d(ax: object, persons: Sequence[PersonResult], min_confidence: float = 0.3) -> list[object]:
     """Each person's 2D skeleton (bones coloured by side, joints as dots) and id over an image axes; returns the
     artists."""
     from matplotlib.collections import LineCollection
 
     artists: list[object] = []
-    for sk in skeletons:
-        if sk.keypoints2d is None:
-            continue
+    for sk in persons:
         kp = np.asarray(sk.keypoints2d, np.float64)
-        conf = np.ones(NUM_JOINTS) if sk.confidences is None else np.asarray(sk.confidences, np.float64)
-        colours = sk.colours()
+        conf = np.asarray(sk.confidences, np.float64)
+        colours = joint_colours(sk.person_id)
         bones = [(parent, child) for child, parent in BONES
-                 if conf[child] >= min_confidence and conf[parent] >= min_confidence]  # fmt: skip
+                 if conf[child] >= min_confidence and conf[parent] >= min_confidence]
         if bones:
             lines = LineCollection([kp[[p, c]] for p, c in bones], colors=[colours[c] for _, c in bones],
-                                   linewidths=2.0)  # fmt: skip
+                                   linewidths=2.0)
             ax.add_collection(lines)
             artists.append(lines)
         good = conf >= min_confidence
         artists.append(ax.scatter(kp[good, 0], kp[good, 1], c=colours[good], s=12, edgecolors="black",
-                                  linewidths=0.3, zorder=3))  # fmt: skip
+                                  linewidths=0.3, zorder=3))
         top = kp[good].min(axis=0) if good.any() else kp.min(axis=0)
         artists.append(ax.text(top[0], top[1] - 8, f"id {sk.person_id}", color="white", fontsize=7,
                                bbox={"facecolor": colours[8][:3], "alpha": 0.8, "pad": 1, "edgecolor": "none"}))
     return artists
-
-
-def draw_keypoints_2d(ax: object, image_rgb: np.ndarray, skeletons: Sequence[SkeletonView],
-                      min_confidence: float = 0.3, title: str = "") -> list[object]:  # fmt: skip
-    """Clear an axes and show the image with each person's 2D skeleton and id."""
-    ax.cla()
-    ax.imshow(image_rgb)
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title, fontsize=9)
-    return add_keypoints_2d(ax, skeletons, min_confidence)
 
 
 class PanelRenderer:
@@ -239,10 +204,10 @@ class PanelRenderer:
         self._limits: np.ndarray | None = None
         self._title = self.fig.suptitle("", fontsize=9, y=0.995)
 
-    def render(self, image_rgb: np.ndarray, skeletons: Sequence[SkeletonView], title: str = "",
+    def render(self, image_rgb: np.ndarray, persons: Sequence[PersonResult], title: str = "",
                primitives: Sequence[MarkerPrimitive] | None = None, limits: np.ndarray | None = None,
-               axis_length: float = 0.12) -> np.ndarray:  # fmt: skip
-        """One panel as (H, W, 3) uint8. `primitives`: markers to draw in 3D (default: from the skeletons);
+               axis_length: float = 0.12) -> np.ndarray:
+        """One panel as (H, W, 3) uint8. `primitives`: markers to draw in 3D (default: from the persons);
         `limits`: (2, 3) camera-frame bounds of the 3D view (default: fitted to this frame)."""
         for artist in self._artists:
             artist.remove()
@@ -254,9 +219,9 @@ class PanelRenderer:
             self._image = self.ax2d.imshow(image)
         else:
             self._image.set_data(image)
-        self._artists += add_keypoints_2d(self.ax2d, skeletons)
+        self._artists += add_keypoints_2d(self.ax2d, persons)
         if primitives is None:
-            primitives = [p for sk in skeletons for p in skeleton_primitives(sk, axis_length=axis_length)]
+            primitives = [p for person in persons for p in skeleton_primitives(person, axis_length=axis_length)]
         if limits is None:
             everything = [p.points for p in primitives if len(p.points)]
             limits = scene_limits(np.concatenate(everything) if everything else np.zeros((1, 3)))
@@ -288,6 +253,25 @@ def draw_skeleton_cv2(image: np.ndarray, keypoints: np.ndarray, colours: dict[st
         cv2.circle(image, tuple(map(int, pts[j])), thickness + 2, colours[joint_side(int(j))], -1, line_type)
 
 
+def draw_persons_cv2(rgb: np.ndarray, persons: Sequence[PersonResult], min_confidence: float = 0.2) -> np.ndarray:
+    """A copy of an RGB image with each person's 2D skeleton, box and id drawn (the node's debug image)."""
+    import cv2
+
+    out = np.ascontiguousarray(rgb).copy()
+    thickness = max(1, round(max(out.shape[:2]) / 300))
+    for person in persons:
+        colours = {side: tuple(int(v * 255) for v in c) for side, c in person_colours(person.person_id).items()}
+        kp = np.asarray(person.keypoints2d, np.float64)
+        if not np.all(np.isfinite(kp)):
+            continue
+        draw_skeleton_cv2(out, kp, colours, thickness, visible=np.asarray(person.confidences) >= min_confidence)
+        x0, y0, x1, y1 = (int(round(v)) for v in np.asarray(person.box, np.float64))
+        cv2.rectangle(out, (x0, y0), (x1, y1), colours["centre"], 1)
+        cv2.putText(out, f"id {person.person_id}", (x0, max(y0 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    colours["centre"], 1, cv2.LINE_AA)
+    return out
+
+
 def contact_sheet(panels: Sequence[np.ndarray], columns: int = 1, gap: int = 4) -> np.ndarray:
     """Tile equally sized (H, W, 3) panels in a grid with white gaps."""
     if not panels:
@@ -303,30 +287,13 @@ def contact_sheet(panels: Sequence[np.ndarray], columns: int = 1, gap: int = 4) 
     return sheet
 
 
-def _atomic_target(path: str | os.PathLike) -> tuple[Path, str]:
-    """A temporary file beside `path` (same file system, so os.replace is atomic), readable like a normal file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
-    return target, tmp
-
-
 def save_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
     """Write an (H, W, 3) uint8 image as PNG, atomically."""
     from PIL import Image
 
-    target, tmp = _atomic_target(path)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         Image.fromarray(np.ascontiguousarray(rgb)).save(tmp, format="PNG", optimize=True)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    return Path(path)
 
 
 def save_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float = 8.0, scale: float = 1.0) -> Path:
@@ -342,12 +309,7 @@ def save_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float =
     # One shared palette keeps colours steady between frames and the file small.
     palette = images[len(images) // 2].quantize(colors=192, method=Image.Quantize.FASTOCTREE)
     images = [im.quantize(palette=palette, dither=Image.Dither.NONE) for im in images]
-    target, tmp = _atomic_target(path)
-    try:
+    with atomic_path(path, suffix=".gif") as tmp:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], loop=0,
-                       duration=max(20, round(1000.0 / fps)), optimize=False)  # fmt: skip
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+                       duration=max(20, round(1000.0 / fps)), optimize=False)
+    return Path(path)

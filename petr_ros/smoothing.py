@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 
 _CM = 0.01  # metres per centimetre: joints3d speeds enter the cutoff in cm/s
+DEFAULT_MIN_CUTOFF = 1.0  # Hz
+DEFAULT_BETA = 0.05
+DEFAULT_D_CUTOFF = 1.0  # Hz, of the speed estimate
 
 
 def smoothing_factor(dt: float, cutoff: np.ndarray | float) -> np.ndarray:
@@ -58,7 +61,8 @@ def quaternion_angle(q0: np.ndarray, q1: np.ndarray) -> np.ndarray:
 class OneEuroFilter:
     """One-Euro filter on arrays of shape (..., D): per leading element, the speed is the norm over D."""
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.05, d_cutoff: float = 1.0) -> None:
+    def __init__(self, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
+                 d_cutoff: float = DEFAULT_D_CUTOFF) -> None:
         _check_params(min_cutoff, beta, d_cutoff)
         self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
         self._x: np.ndarray | None = None
@@ -86,7 +90,8 @@ class QuaternionOneEuroFilter:
     """One-Euro filter on (..., 4) unit quaternions: slerp from the last output towards the new sample by the
     One-Euro alpha, with the cutoff raised by the (filtered) angular speed in degrees per second."""
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.05, d_cutoff: float = 1.0) -> None:
+    def __init__(self, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
+                 d_cutoff: float = DEFAULT_D_CUTOFF) -> None:
         _check_params(min_cutoff, beta, d_cutoff)
         self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
         self._q: np.ndarray | None = None
@@ -124,7 +129,8 @@ class PoseSmoother:
     filter state (when the tracker brings the id back, filtering starts afresh rather than from stale values).
     """
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.05, d_cutoff: float = 1.0) -> None:
+    def __init__(self, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
+                 d_cutoff: float = DEFAULT_D_CUTOFF) -> None:
         _check_params(min_cutoff, beta, d_cutoff)
         self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
         self._people: dict[int, _PersonFilters] = {}

@@ -19,6 +19,8 @@ from petr_ros.detection import box_iou, check_boxes
 # same person even when the boxes hardly overlap (a fast walker, an arm swinging out of the box).
 KEYPOINT_GATE = 0.25
 _MIN_KEYPOINT_SCORE = 0.3
+DEFAULT_IOU_THRESHOLD = 0.3
+DEFAULT_MAX_MISSED = 5
 _IMPOSSIBLE = 1e6
 
 
@@ -45,7 +47,7 @@ class PersonTracker:
     their keypoints are within KEYPOINT_GATE of the box height. max_missed: frames a track survives unseen.
     """
 
-    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5) -> None:
+    def __init__(self, iou_threshold: float = DEFAULT_IOU_THRESHOLD, max_missed: int = DEFAULT_MAX_MISSED) -> None:
         if not 0.0 <= iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold!r}")
         if max_missed < 0:

@@ -172,18 +172,25 @@ def test_renderer_draws_where_the_keypoints_are(tmp_path: Path) -> None:
     from petr_ros.render import (
         MarkerPrimitive,
         PanelRenderer,
-        SkeletonView,
         contact_sheet,
+        joint_colours,
         save_gif,
         save_png,
         skeleton_primitives,
     )
+    from petr_ros.results import PersonResult
 
     rest = winter_rest_pose(1.75)
     quats = matrix_to_quaternion(joint_rotations(rest))
     keypoints = rest[:, :2] * 100 + np.array([300.0, 200.0])  # a front view of the T-pose, pixels
-    # Person 7 is drawn grey (tab10), so pure red, green and blue pixels can only be the joint axes.
-    view = SkeletonView(7, rest + np.array([0.0, 0.0, 3.0]), quats, keypoints, np.ones(NUM_JOINTS))
+    # Pure red, green and blue pixels can only be the joint axes when no colour of the person's palette is one.
+    person_id = 5
+    palette = joint_colours(person_id)[:, :3] * 255
+    for channel in range(3):
+        others = [c for c in range(3) if c != channel]
+        assert not np.any((palette[:, channel] > 150) & (palette[:, others].max(axis=1) < 90)), palette
+    view = PersonResult(person_id, rest, rest + np.array([0.0, 0.0, 3.0]), quats, keypoints, np.ones(NUM_JOINTS),
+                        np.array([100.0, 50.0, 500.0, 350.0]), 1.0)
     image = np.zeros((400, 600, 3), np.uint8)
     renderer = PanelRenderer()
     panel = renderer.render(image, [view], title="test")

@@ -8,20 +8,32 @@ import re
 import torch
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+DEFAULT_DEVICE = "auto"
+DEFAULT_PRECISION = "auto"
+_DEVICE_SPEC = re.compile(r"auto|cpu|cuda(?::(\d+))?")
 
 
-def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+def device_spec_error(spec: str) -> str | None:
+    """Why `spec` is not a device name this package takes ('auto', 'cpu', 'cuda', 'cuda:N'), or None when it is.
+    Only the spelling is checked (whether that CUDA device exists is `resolve_device`'s question)."""
+    if _DEVICE_SPEC.fullmatch(str(spec).strip().lower()):
+        return None
+    return f"device must be auto, cpu, cuda or cuda:N, got '{spec}'"
+
+
+def resolve_device(spec: str | torch.device = DEFAULT_DEVICE) -> torch.device:
     """'auto' -> CUDA when available else CPU; 'cpu', 'cuda', 'cuda:N' are checked (ValueError when unusable)."""
     if isinstance(spec, torch.device):
         spec = str(spec)
     text = str(spec).strip().lower()
+    reason = device_spec_error(text)
+    if reason is not None:
+        raise ValueError(f"unknown device {spec!r}: {reason}")
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if text == "cpu":
         return torch.device("cpu")
-    match = re.fullmatch(r"cuda(?::(\d+))?", text)
-    if not match:
-        raise ValueError(f"unknown device {spec!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    match = _DEVICE_SPEC.fullmatch(text)
     if not torch.cuda.is_available():
         raise ValueError(f"device {spec!r} requested but CUDA is not available (torch {torch.__version__}); use 'cpu'")
     index = int(match.group(1) or 0)

@@ -349,43 +349,23 @@ def run_through_node(cfg: DemoConfig, frames: list[Frame], out: Path, node_proc:
 
 # --- pictures from the node's messages --------------------------------------------------------------------------
 def views_from_messages(frame: Frame) -> tuple[list[Any], list[Any]]:
-    """SkeletonViews (2D from the SkeletonArray, colours from the markers) and the 3D marker primitives (the
-    MarkerArray's sphere and line lists plus the PoseArray's joint axes) of one answered frame."""
-    from petr_ros.render import MarkerPrimitive, SkeletonView, axis_primitive
-    from petr_ros.skeleton import NUM_JOINTS
+    """The people (from the SkeletonArray) and the 3D marker primitives (the MarkerArray's sphere and line lists
+    plus the PoseArray's joint axes) of one answered frame, decoded by `petr_ros.ros.messages`."""
+    from petr_ros.render import axis_primitive
+    from petr_ros.ros.messages import (
+        joint_frames_from_pose_array,
+        persons_from_skeleton_array,
+        primitives_from_marker_array,
+    )
 
     skeletons = frame.messages.get("skeletons")
     markers = frame.messages.get("markers")
     poses = frame.messages.get("poses")
-    colours: dict[int, np.ndarray] = {}
-    primitives: list[MarkerPrimitive] = []
-    for m in markers.markers if markers is not None else []:
-        if m.action != 0 or not m.points:  # 0: ADD; DELETEALL when nobody is seen
-            continue
-        pts = np.array([[p.x, p.y, p.z] for p in m.points])
-        cols = np.array([[c.r, c.g, c.b, c.a] for c in m.colors]) if m.colors else np.array(
-            [[m.color.r, m.color.g, m.color.b, m.color.a]])  # fmt: skip
-        if m.type == 7:  # SPHERE_LIST
-            primitives.append(MarkerPrimitive("spheres", pts, cols, m.scale.x, m.ns))
-            if m.ns.startswith("person_") and len(cols) == NUM_JOINTS:
-                colours[int(m.ns.split("_")[-1])] = cols
-        elif m.type == 5:  # LINE_LIST
-            primitives.append(MarkerPrimitive("lines", pts, cols, m.scale.x, m.ns))
+    primitives = primitives_from_marker_array(markers) if markers is not None else []
     if poses is not None and poses.poses:
-        pos = np.array([[p.position.x, p.position.y, p.position.z] for p in poses.poses])
-        quat = np.array([[p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w] for p in poses.poses])
-        primitives.insert(0, axis_primitive(pos, quat, length=0.12))
-    views = []
-    for sk in skeletons.skeletons if skeletons is not None else []:
-        views.append(SkeletonView(
-            person_id=int(sk.person_id),
-            positions=np.array([[p.x, p.y, p.z] for p in sk.positions]),
-            rotations=np.array([[q.x, q.y, q.z, q.w] for q in sk.orientations]),
-            keypoints2d=np.asarray(sk.keypoints_2d, np.float64).reshape(-1, 2),
-            confidences=np.asarray(sk.confidences, np.float64),
-            joint_colours=colours.get(int(sk.person_id)),
-        ))  # fmt: skip
-    return views, primitives
+        primitives.insert(0, axis_primitive(*joint_frames_from_pose_array(poses), length=0.12))
+    persons = persons_from_skeleton_array(skeletons) if skeletons is not None else []
+    return persons, primitives
 
 
 def render_outputs(cfg: DemoConfig, frames: list[Frame], out: Path, fps: float) -> dict[str, str]:

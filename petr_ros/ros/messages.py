@@ -1,11 +1,14 @@
-"""Builders from petr_ros results to ROS messages (MarkerArray, PoseArray, SkeletonArray, debug image, TF,
-diagnostics) and from ROS image messages to RGB arrays. Shared by the node, the demo and the tests."""
+"""The one translation between petr_ros results and ROS messages, both ways. Shared by the node, the demo, the
+benchmarks and the tests.
+
+Builders (results -> messages): SkeletonArray, PoseArray, MarkerArray, TF transforms, diagnostics, rgb8 Image.
+Decoders (messages -> arrays): images -> RGB, SkeletonArray -> PersonResults, MarkerArray -> marker primitives,
+PoseArray -> joint frames, DiagnosticArray -> key/values. Stamps: `stamp_to_ns` / `stamp_from_ns` / `stamp_to_sec`.
+"""
 
 from __future__ import annotations
 
-import colorsys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,8 +21,9 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from petr_ros.image_codec import check_raw_header, decode_compressed, decode_raw
 from petr_ros.kinematics import bone_lengths
-from petr_ros.render import draw_skeleton_cv2
-from petr_ros.skeleton import BONES, JOINT_NAMES, NUM_JOINTS, PARENTS, joint_side
+from petr_ros.render import MarkerPrimitive, person_colours
+from petr_ros.results import PersonResult
+from petr_ros.skeleton import BONES, JOINT_NAMES, NUM_JOINTS, PARENTS, ROOT, joint_side
 
 try:  # cv_bridge where a ROS install has it; the numpy codec otherwise (same results for the encodings we take)
     from cv_bridge import CvBridge
@@ -34,20 +38,6 @@ except ImportError as exc:  # pragma: no cover - only without the built interfac
     raise ImportError(
         "petr_ros_msgs is not built: run ./scripts/setup_env.sh (or colcon build the msg/ package)"
     ) from exc
-
-
-@dataclass
-class PlacedPerson:
-    """One person ready to publish: a PersonPose's fields with joints placed in the camera frame."""
-
-    person_id: int
-    positions: np.ndarray  # (17, 3) metres, camera optical frame (root-relative joints + root translation)
-    rotations: np.ndarray  # (17, 4) global joint rotations (x, y, z, w)
-    keypoints2d: np.ndarray  # (17, 2) pixels
-    confidences: np.ndarray  # (17,)
-    box: np.ndarray  # (4,)
-    score: float
-    metric: bool  # True: root from CameraInfo intrinsics; False: default depth
 
 
 def uses_cv_bridge() -> bool:
@@ -79,8 +69,31 @@ def rgb_to_image_msg(rgb: np.ndarray, header: Header | None = None) -> Image:
     return msg
 
 
+NS_PER_S = 1_000_000_000
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    """builtin_interfaces/Time -> integer nanoseconds (exact: the key to match outputs with their input)."""
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+
+
+def stamp_from_ns(ns: int) -> Time:
+    """Integer nanoseconds (>= 0) -> builtin_interfaces/Time."""
+    sec, nanosec = divmod(int(ns), NS_PER_S)
+    return Time(sec=sec, nanosec=nanosec)
+
+
 def stamp_to_sec(stamp: Time) -> float:
+    """builtin_interfaces/Time -> seconds (float)."""
     return stamp.sec + stamp.nanosec * 1e-9
+
+
+def output_stamp_ns(msg: Any) -> int | None:
+    """The input image's stamp an output message carries (a MarkerArray's is in its markers; None when empty)."""
+    if isinstance(msg, MarkerArray):
+        return stamp_to_ns(msg.markers[0].header.stamp) if msg.markers else None
+    header = getattr(msg, "header", None)
+    return None if header is None else stamp_to_ns(header.stamp)
 
 
 def _duration(seconds: float) -> Duration:
@@ -103,7 +116,7 @@ def _point(p: np.ndarray) -> Point:
     return Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
 
 
-def skeleton_array(header: Header, persons: Sequence[PlacedPerson]) -> SkeletonArray:
+def skeleton_array(header: Header, persons: Sequence[PersonResult]) -> SkeletonArray:
     """The custom per-frame message: one Skeleton per person, all in the input image's header."""
     out = SkeletonArray(header=header)
     for person in persons:
@@ -111,38 +124,33 @@ def skeleton_array(header: Header, persons: Sequence[PlacedPerson]) -> SkeletonA
         s.placement = Skeleton.PLACEMENT_INTRINSICS if person.metric else Skeleton.PLACEMENT_DEFAULT_DEPTH
         s.joint_names = list(JOINT_NAMES)
         s.parents = [int(p) for p in PARENTS]
-        s.positions = [_point(p) for p in person.positions]
+        s.positions = [_point(p) for p in person.joints3d_camera]
         s.orientations = [_quaternion(q) for q in person.rotations]
         s.confidences = np.asarray(person.confidences, np.float32).tolist()
-        s.bone_lengths = bone_lengths(np.asarray(person.positions, np.float64)).astype(np.float32).tolist()
+        s.bone_lengths = bone_lengths(np.asarray(person.joints3d_camera, np.float64)).astype(np.float32).tolist()
         s.keypoints_2d = np.asarray(person.keypoints2d, np.float32).reshape(-1).tolist()
         s.box = np.asarray(person.box, np.float32).reshape(4)
         out.skeletons.append(s)
     return out
 
 
-def pose_array(header: Header, persons: Sequence[PlacedPerson]) -> PoseArray:
+def pose_array(header: Header, persons: Sequence[PersonResult]) -> PoseArray:
     """17 joint frames per person (position + global rotation), persons one after another."""
     msg = PoseArray(header=header)
     for person in persons:
         for j in range(NUM_JOINTS):
-            msg.poses.append(Pose(position=_point(person.positions[j]), orientation=_quaternion(person.rotations[j])))
+            msg.poses.append(Pose(position=_point(person.joints3d_camera[j]),
+                                  orientation=_quaternion(person.rotations[j])))
     return msg
 
 
-def person_colours(person_id: int) -> dict[str, ColorRGBA]:
-    """A hue per person (golden-ratio steps, so neighbours differ); left lighter, right darker, centre in between."""
-    hue = (0.61803398875 * max(person_id, 0) + 0.08) % 1.0
-    out = {}
-    for side, (sat, val) in {"left": (0.45, 1.0), "centre": (0.75, 0.9), "right": (0.95, 0.6)}.items():
-        r, g, b = colorsys.hsv_to_rgb(hue, sat, val)
-        out[side] = ColorRGBA(r=r, g=g, b=b, a=1.0)
-    return out
+def _colour(rgb: tuple[float, float, float], alpha: float) -> ColorRGBA:
+    return ColorRGBA(r=float(rgb[0]), g=float(rgb[1]), b=float(rgb[2]), a=float(alpha))
 
 
 def marker_array(
     header: Header,
-    persons: Sequence[PlacedPerson],
+    persons: Sequence[PersonResult],
     joint_radius: float = 0.03,
     bone_width: float = 0.02,
     lifetime_s: float = 0.5,
@@ -158,46 +166,22 @@ def marker_array(
     lifetime = _duration(lifetime_s)
     for person in persons:
         ns = f"person_{int(person.person_id)}"
-        colours = person_colours(int(person.person_id))
-        for c in colours.values():
-            c.a = float(alpha)
+        colours = {side: _colour(c, alpha) for side, c in person_colours(int(person.person_id)).items()}
         joints = Marker(header=header, ns=ns, id=0, type=Marker.SPHERE_LIST, action=Marker.ADD, lifetime=lifetime)
         joints.pose.orientation.w = 1.0
         joints.scale.x = joints.scale.y = joints.scale.z = 2.0 * joint_radius
-        joints.points = [_point(p) for p in person.positions]
+        joints.points = [_point(p) for p in person.joints3d_camera]
         joints.colors = [colours[joint_side(j)] for j in range(NUM_JOINTS)]
         joints.color = colours["centre"]
         bones = Marker(header=header, ns=ns, id=1, type=Marker.LINE_LIST, action=Marker.ADD, lifetime=lifetime)
         bones.pose.orientation.w = 1.0
         bones.scale.x = bone_width
         for child, parent in BONES:
-            bones.points += [_point(person.positions[parent]), _point(person.positions[child])]
+            bones.points += [_point(person.joints3d_camera[parent]), _point(person.joints3d_camera[child])]
             bones.colors += [colours[joint_side(child)]] * 2
         bones.color = colours["centre"]
         msg.markers += [joints, bones]
     return msg
-
-
-def draw_keypoints(rgb: np.ndarray, persons: Sequence[PlacedPerson], min_confidence: float = 0.2) -> np.ndarray:
-    """A copy of the image with each person's 2D skeleton and box drawn (the debug image)."""
-    import cv2
-
-    out = np.ascontiguousarray(rgb).copy()
-    thickness = max(1, round(max(out.shape[:2]) / 300))
-    for person in persons:
-        colours = {
-            k: (int(c.r * 255), int(c.g * 255), int(c.b * 255)) for k, c in person_colours(person.person_id).items()
-        }
-        kp = np.asarray(person.keypoints2d, np.float64)
-        conf = np.asarray(person.confidences, np.float64)
-        if not np.all(np.isfinite(kp)):
-            continue
-        draw_skeleton_cv2(out, kp, colours, thickness, visible=conf >= min_confidence)
-        x0, y0, x1, y1 = (int(round(v)) for v in np.asarray(person.box, np.float64))
-        cv2.rectangle(out, (x0, y0), (x1, y1), colours["centre"], 1)
-        cv2.putText(out, f"id {person.person_id}", (x0, max(y0 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    colours["centre"], 1, cv2.LINE_AA)
-    return out
 
 
 def body_frame(person_id: int) -> str:
@@ -210,7 +194,7 @@ def joint_frame(joint: int, person_id: int) -> str:
     return f"{JOINT_NAMES[joint]}_{person_id}"
 
 
-def tf_transforms(header: Header, persons: Sequence[PlacedPerson]) -> list[TransformStamped]:
+def tf_transforms(header: Header, persons: Sequence[PersonResult]) -> list[TransformStamped]:
     """Per person: `body_<id>` (pelvis position, root rotation) in the image frame, and one frame per joint
     (position, global rotation) in the image frame too (no chained parents: every rotation is global)."""
     out = []
@@ -220,7 +204,7 @@ def tf_transforms(header: Header, persons: Sequence[PlacedPerson]) -> list[Trans
             names = [joint_frame(j, pid)] + ([body_frame(pid)] if j == 0 else [])
             for name in names:
                 t = TransformStamped(header=header, child_frame_id=name)
-                p = person.positions[j]
+                p = person.joints3d_camera[j]
                 t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (float(v) for v in p)
                 t.transform.rotation = _quaternion(person.rotations[j])
                 out.append(t)
@@ -245,3 +229,51 @@ def diagnostic_values(msg: DiagnosticArray, name_suffix: str = "") -> dict[str, 
         if status.name.endswith(name_suffix):
             return {kv.key: kv.value for kv in status.values}
     return {}
+
+
+# --- decoders: messages -> arrays (the inverse of the builders above) -------------------------------------------
+def _points(points: Sequence[Any]) -> np.ndarray:
+    return np.array([[p.x, p.y, p.z] for p in points], np.float64).reshape(-1, 3)
+
+
+def _quaternions(quats: Sequence[Any]) -> np.ndarray:
+    return np.array([[q.x, q.y, q.z, q.w] for q in quats], np.float64).reshape(-1, 4)
+
+
+def persons_from_skeleton_array(msg: SkeletonArray) -> list[PersonResult]:
+    """The people of a SkeletonArray as PersonResults (joints3d: the positions minus the root's)."""
+    out = []
+    for s in msg.skeletons:
+        positions = _points(s.positions)
+        if positions.shape != (NUM_JOINTS, 3):
+            raise ValueError(f"a Skeleton must have {NUM_JOINTS} positions, got {len(s.positions)}")
+        out.append(PersonResult(
+            person_id=int(s.person_id),
+            joints3d=positions - positions[ROOT],
+            joints3d_camera=positions,
+            rotations=_quaternions(s.orientations),
+            keypoints2d=np.asarray(s.keypoints_2d, np.float64).reshape(NUM_JOINTS, 2),
+            confidences=np.asarray(s.confidences, np.float64),
+            box=np.asarray(s.box, np.float64).reshape(4),
+            score=float(s.score),
+            metric=s.placement == Skeleton.PLACEMENT_INTRINSICS,
+        ))
+    return out
+
+
+def primitives_from_marker_array(msg: MarkerArray) -> list[MarkerPrimitive]:
+    """The sphere and line lists of a MarkerArray as marker primitives (DELETEALL and other markers skipped)."""
+    out = []
+    for m in msg.markers:
+        if m.action != Marker.ADD or not m.points or m.type not in (Marker.SPHERE_LIST, Marker.LINE_LIST):
+            continue
+        colours = [m.colors[i] for i in range(len(m.colors))] if m.colors else [m.color]
+        rgba = np.array([[c.r, c.g, c.b, c.a] for c in colours], np.float64)
+        kind = "spheres" if m.type == Marker.SPHERE_LIST else "lines"
+        out.append(MarkerPrimitive(kind, _points(m.points), rgba, float(m.scale.x), m.ns))
+    return out
+
+
+def joint_frames_from_pose_array(msg: PoseArray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (N, 3) and rotations (N, 4) x y z w of a PoseArray's poses."""
+    return _points([p.position for p in msg.poses]), _quaternions([p.orientation for p in msg.poses])

@@ -1,13 +1,14 @@
-"""`petr_node`: the rclpy lifecycle node that turns camera images into 3D skeletons.
+"""`petr_node`: the rclpy lifecycle node that turns camera images into 3D skeletons (the ROS shell around
+`petr_ros.pipeline.FramePipeline`; everything per frame that is not ROS happens there).
 
 Lifecycle: configure loads and warms up the model (weights errors surface here, once, naming the file); activate
 creates the publishers, the subscriptions, the worker thread and the diagnostics timer; deactivate and cleanup
 release them. With `autostart: true` (the default) the node configures and activates itself.
 
 Data flow: image callback (executor thread) -> decode/validate (bad input: throttled warning + counted drop) ->
-one-slot hand-off (a newer frame replaces a pending one: counted as a stale drop; memory stays bounded) -> worker
-thread: estimate -> filter -> track -> smooth -> place in the camera frame -> publish MarkerArray, PoseArray,
-SkeletonArray, optional debug image and TF, all with the input image's header.
+one-slot hand-off (`petr_ros.handoff.LatestSlot`: a newer frame replaces a pending one, counted as a stale drop;
+memory stays bounded) -> worker thread: `FramePipeline.process` -> publish MarkerArray, PoseArray, SkeletonArray,
+optional debug image and TF (`petr_ros.ros.messages`), all with the input image's header.
 
 Run: `petr_node --ros-args --params-file config/petr.yaml -r image:=/camera/color/image_raw`.
 """
@@ -16,13 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,14 +40,22 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from petr_ros.camera import Intrinsics, place_skeleton
+from petr_ros.camera import Intrinsics
+from petr_ros.estimator import BACKENDS
+from petr_ros.handoff import LatestSlot
 from petr_ros.image_codec import ImageDecodeError
+from petr_ros.model.device import PRECISIONS, device_spec_error
+from petr_ros.pipeline import FramePipeline, PipelineSettings, load_estimator
+from petr_ros.plausibility import REASONS
+from petr_ros.render import draw_persons_cv2
+from petr_ros.results import PersonResult
 from petr_ros.ros import messages
-from petr_ros.ros.messages import PlacedPerson
+from petr_ros.stats import ProcessingStats
 
 NODE_NAME = "petr_node"
 DIAGNOSTIC_NAME = "petr_node: pose estimation"
 WARN_THROTTLE_S = 5.0
+_CORE = PipelineSettings()  # the core's defaults, which the parameters below take (one copy of each)
 
 
 # --- parameters ------------------------------------------------------------------------------------------------
@@ -70,14 +77,14 @@ PARAMS: tuple[Param, ...] = (
     # model (read at configure)
     Param("lifter_checkpoint", "", "lifter checkpoint (.pt from petr_train); empty: the one shipped in the package",
           "configure"),
-    Param("backend", "auto", "2D front end: hrnet (PETR backbone, needs hrnet_weights), mediapipe (BlazePose, "
-          "shipped) or auto (hrnet when weights are given, else mediapipe)", "configure",
-          choices=("auto", "hrnet", "mediapipe")),
+    Param("backend", _CORE.backend, "2D front end: hrnet (PETR backbone, needs hrnet_weights), mediapipe "
+          "(BlazePose, shipped) or auto (hrnet when weights are given, else mediapipe)", "configure",
+          choices=BACKENDS),
     Param("hrnet_weights", "", "HRNet-W32 COCO weights (pose_hrnet_w32_256x192.pth) for the hrnet backend",
           "configure"),
-    Param("device", "auto", "auto (CUDA when available), cpu, cuda or cuda:N", "configure"),
-    Param("precision", "auto", "auto (fp16 on CUDA, fp32 on CPU), fp32 or fp16", "configure",
-          choices=("auto", "fp32", "fp16")),
+    Param("device", _CORE.device, "auto (CUDA when available), cpu, cuda or cuda:N", "configure"),
+    Param("precision", _CORE.precision, "auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 (CUDA only) or bf16 of the "
+          "2D backbone", "configure", choices=PRECISIONS),
     Param("torch_threads", 0, "CPU threads for PyTorch (0: PyTorch's default)", "configure", range=(0, 256)),
     # inputs (read at activate)
     Param("input_type", "raw", "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage on "
@@ -95,21 +102,24 @@ PARAMS: tuple[Param, ...] = (
     Param("output_qos_depth", 5, "history depth of the reliable output topics", "activate", range=(1, 100)),
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", "activate", range=(0.1, 60.0)),
     # cheap, dynamic
-    Param("min_person_score", 0.3, "people whose mean keypoint confidence is lower are not published",
-          range=(0.0, 1.0)),
-    Param("max_persons", 10, "publish at most this many people per frame (highest scores first)", range=(1, 100)),
-    Param("default_depth", 3.0, "metres from the camera to the pelvis when no CameraInfo is available",
-          range=(0.1, 100.0)),
-    Param("default_focal_length", 0.0, "focal length in pixels assumed without CameraInfo (0: a 60 degree "
-          "horizontal field of view)", range=(0.0, 100000.0)),
-    Param("tracking", True, "keep person ids across frames (petr_ros.tracking)"),
-    Param("tracking_iou_threshold", 0.3, "box overlap (IoU) for a detection to continue a track", range=(0.0, 1.0)),
-    Param("tracking_max_missed", 5, "frames a track survives unseen", range=(0, 1000)),
-    Param("smoothing", False, "One-Euro smoothing of joints, keypoints and rotations per tracked person "
+    Param("min_person_score", _CORE.plausibility.min_score, "people whose mean keypoint confidence is lower are not "
+          "published", range=(0.0, 1.0)),
+    Param("max_persons", _CORE.max_persons, "publish at most this many people per frame (highest scores first)",
+          range=(1, 100)),
+    Param("default_depth", _CORE.default_depth, "metres from the camera to the pelvis when no CameraInfo is "
+          "available", range=(0.1, 100.0)),
+    Param("default_focal_length", _CORE.default_focal_length, "focal length in pixels assumed without CameraInfo "
+          "(0: a 60 degree horizontal field of view)", range=(0.0, 100000.0)),
+    Param("tracking", _CORE.tracking, "keep person ids across frames (petr_ros.tracking)"),
+    Param("tracking_iou_threshold", _CORE.tracking_iou_threshold, "box overlap (IoU) for a detection to continue a "
+          "track", range=(0.0, 1.0)),
+    Param("tracking_max_missed", _CORE.tracking_max_missed, "frames a track survives unseen", range=(0, 1000)),
+    Param("smoothing", _CORE.smoothing, "One-Euro smoothing of joints, keypoints and rotations per tracked person "
           "(needs tracking)"),
-    Param("smoothing_min_cutoff", 1.0, "One-Euro minimum cutoff frequency (Hz): lower is smoother",
-          range=(0.001, 100.0)),
-    Param("smoothing_beta", 0.05, "One-Euro speed coefficient: higher follows fast motion sooner", range=(0.0, 100.0)),
+    Param("smoothing_min_cutoff", _CORE.smoothing_min_cutoff, "One-Euro minimum cutoff frequency (Hz): lower is "
+          "smoother", range=(0.001, 100.0)),
+    Param("smoothing_beta", _CORE.smoothing_beta, "One-Euro speed coefficient: higher follows fast motion sooner",
+          range=(0.0, 100.0)),
     Param("publish_markers", True, "publish ~/markers (visualization_msgs/MarkerArray)"),
     Param("publish_poses", True, "publish ~/poses (geometry_msgs/PoseArray, 17 joint frames per person)"),
     Param("publish_skeletons", True, "publish ~/skeletons (petr_ros_msgs/SkeletonArray)"),
@@ -121,7 +131,9 @@ PARAMS: tuple[Param, ...] = (
     Param("marker_alpha", 1.0, "marker opacity", range=(0.0, 1.0)),
 )
 PARAM_BY_NAME = {p.name: p for p in PARAMS}
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+# Parameters that are PipelineSettings fields of the same name (min_person_score is plausibility.min_score).
+_SETTING_PARAMS = tuple(f.name for f in dataclasses.fields(PipelineSettings) if f.name in PARAM_BY_NAME)
+_PIPELINE_PARAMS = frozenset((*_SETTING_PARAMS, "min_person_score"))
 
 
 def _descriptor(p: Param) -> ParameterDescriptor:
@@ -147,8 +159,8 @@ def check_parameter(name: str, value: Any) -> str | None:
         return None
     if p.choices and value not in p.choices:
         return f"{name} must be one of {', '.join(p.choices)}, got '{value}'"
-    if name == "device" and not _DEVICE_RE.match(str(value)):
-        return f"device must be auto, cpu, cuda or cuda:N, got '{value}'"
+    if name == "device" and (reason := device_spec_error(str(value))) is not None:
+        return reason
     if name in ("image_topic", "camera_info_topic") and not str(value).strip():
         return f"{name} must not be empty"
     if isinstance(value, float) and not math.isfinite(value):
@@ -160,116 +172,24 @@ def check_parameter(name: str, value: Any) -> str | None:
     return None
 
 
-# --- statistics ------------------------------------------------------------------------------------------------
-class Stats:
-    """Thread-safe counters, rates over a sliding window and latency percentiles, for /diagnostics."""
-
-    def __init__(self, window_s: float = 5.0, latency_samples: int = 500) -> None:
-        self._lock = threading.Lock()
-        self.window_s = window_s
-        self._received: deque[float] = deque()
-        self._processed: deque[float] = deque()
-        self._latency: deque[float] = deque(maxlen=latency_samples)
-        self._inference: deque[float] = deque(maxlen=latency_samples)
-        self._post: deque[float] = deque(maxlen=latency_samples)
-        self.received = self.processed = self.dropped_stale = self.dropped_invalid = self.errors = 0
-        self.persons = 0
-
-    def _trim(self, q: deque[float], now: float) -> None:
-        while q and q[0] < now - self.window_s:
-            q.popleft()
-
-    def on_received(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            self.received += 1
-            self._received.append(now)
-            self._trim(self._received, now)
-
-    def on_invalid(self) -> None:
-        with self._lock:
-            self.dropped_invalid += 1
-
-    def on_stale(self) -> None:
-        with self._lock:
-            self.dropped_stale += 1
-
-    def on_error(self) -> None:
-        with self._lock:
-            self.errors += 1
-
-    def on_processed(self, latency_s: float, persons: int, inference_s: float, publish_s: float) -> None:
-        with self._lock:
-            now = time.monotonic()
-            self.processed += 1
-            self.persons = persons
-            self._processed.append(now)
-            self._trim(self._processed, now)
-            self._latency.append(latency_s)
-            self._inference.append(inference_s)
-            self._post.append(publish_s)
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            now = time.monotonic()
-            self._trim(self._received, now)
-            self._trim(self._processed, now)
-            lat = np.array(self._latency) * 1e3 if self._latency else np.array([np.nan])
-            inf = np.array(self._inference) * 1e3 if self._inference else np.array([np.nan])
-            return {
-                "input_rate_hz": len(self._received) / self.window_s,
-                "processed_rate_hz": len(self._processed) / self.window_s,
-                "received": self.received,
-                "processed": self.processed,
-                "dropped_stale": self.dropped_stale,
-                "dropped_invalid": self.dropped_invalid,
-                "errors": self.errors,
-                "latency_p50_ms": float(np.percentile(lat, 50)),
-                "latency_p95_ms": float(np.percentile(lat, 95)),
-                "inference_p50_ms": float(np.percentile(inf, 50)),
-                "inference_mean_ms": float(np.mean(inf)),
-                # tracking, smoothing, placement, message building and publishing: the node's own cost per frame
-                "postprocess_mean_ms": float(np.mean(self._post) * 1e3) if self._post else float("nan"),
-                "persons": self.persons,
-            }
+def settings_from_parameters(values: dict[str, Any]) -> PipelineSettings:
+    """The pipeline's settings for parameter values {name: value} (every pipeline parameter present)."""
+    fields = {name: values[name] for name in _SETTING_PARAMS}
+    for name in ("lifter_checkpoint", "hrnet_weights"):
+        fields[name] = str(fields[name]) or None  # "" in a params file: the default (shipped lifter, no weights)
+    plausibility = dataclasses.replace(_CORE.plausibility, min_score=float(values["min_person_score"]))
+    return PipelineSettings(plausibility=plausibility, **fields)
 
 
 @dataclass
 class Frame:
+    """One decoded image waiting for the worker."""
+
     header: Header
     rgb: np.ndarray
     received: float  # time.monotonic() at the callback
     intrinsics: Intrinsics | None
     boxes: np.ndarray | None
-
-
-class LatestSlot:
-    """A one-item hand-off: put() replaces what is pending (returns True when it dropped an older item)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: Frame | None = None
-        self._closed = False
-
-    def put(self, item: Frame) -> bool:
-        with self._cond:
-            dropped = self._item is not None
-            self._item = item
-            self._cond.notify()
-            return dropped
-
-    def get(self, timeout: float) -> Frame | None:
-        with self._cond:
-            if self._item is None and not self._closed:
-                self._cond.wait(timeout)
-            item, self._item = self._item, None
-            return item
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._item = None
-            self._cond.notify_all()
 
 
 # --- the node ---------------------------------------------------------------------------------------------------
@@ -279,21 +199,18 @@ class PetrNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self._state = "unconfigured"
-        self._estimator: Any = None
-        self._tracker: Any = None
-        self._smoother: Any = None
+        self._pipeline: FramePipeline | None = None
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
         self._timer: Any = None
         self._tf: Any = None
         self._worker: threading.Thread | None = None
-        self._slot = LatestSlot()
+        self._slot: LatestSlot[Frame] = LatestSlot()
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # guards tracker/smoother swaps against the worker
         self._intrinsics: Intrinsics | None = None
         self._camera_info_size: tuple[int, int] = (0, 0)
-        self._boxes: deque[tuple[tuple[int, int], np.ndarray]] = deque(maxlen=30)
-        self.stats = Stats()
+        self._boxes: deque[tuple[int, np.ndarray]] = deque(maxlen=30)  # (stamp in ns, boxes) of recent PersonBoxes
+        self.stats = ProcessingStats(rejection_reasons=REASONS)
         # Validation runs for the declared values too (params file, -p overrides): register before declaring.
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for p in PARAMS:
@@ -319,63 +236,45 @@ class PetrNode(LifecycleNode):
                 reason = f"{param.name} is read at activate: deactivate the node before changing it"
             if reason is not None:
                 return SetParametersResult(successful=False, reason=reason)
-        names = {p.name for p in params}
-        if self._state != "unconfigured" and names & {"tracking_iou_threshold", "tracking_max_missed",
-                                                       "smoothing_min_cutoff", "smoothing_beta"}:
-            values = {p.name: p.value for p in params}
-            self._make_filters(values)
+        pipeline = self._pipeline
+        if pipeline is not None and {p.name for p in params} & _PIPELINE_PARAMS:
+            try:  # the callback runs before the values are set: the settings are built with them
+                pipeline.configure(self._settings({p.name: p.value for p in params}))
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
-    def _make_filters(self, override: dict[str, Any] | None = None) -> None:
-        """(Re)create the tracker and smoother from the current parameters (plus values being set)."""
-        from petr_ros.smoothing import PoseSmoother
-        from petr_ros.tracking import PersonTracker
-
-        v = {n: self.p(n) for n in ("tracking_iou_threshold", "tracking_max_missed", "smoothing_min_cutoff",
-                                     "smoothing_beta")}
-        v.update(override or {})
-        with self._lock:
-            self._tracker = PersonTracker(iou_threshold=v["tracking_iou_threshold"],
-                                          max_missed=v["tracking_max_missed"])
-            self._smoother = PoseSmoother(min_cutoff=v["smoothing_min_cutoff"], beta=v["smoothing_beta"])
+    def _settings(self, override: dict[str, Any] | None = None) -> PipelineSettings:
+        """The pipeline's settings from the current parameters (plus values being set)."""
+        values = {name: self.p(name) for name in _PIPELINE_PARAMS}
+        values.update({k: v for k, v in (override or {}).items() if k in _PIPELINE_PARAMS})
+        return settings_from_parameters(values)
 
     # lifecycle ----------------------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         log = self.get_logger()
         try:
-            self._estimator = self._load_estimator()
+            self._pipeline = self._load_pipeline()
         except Exception as exc:  # noqa: BLE001 - every load problem becomes one clear error, not a traceback
             log.error(f"configure failed: {exc}")
-            self._estimator = None
+            self._pipeline = None
             return TransitionCallbackReturn.FAILURE
-        self._make_filters()
         self._state = "inactive"
         return TransitionCallbackReturn.SUCCESS
 
-    def _load_estimator(self) -> Any:
-        log = self.get_logger()
-        threads = int(self.p("torch_threads"))
+    def _load_pipeline(self) -> FramePipeline:
         import torch
 
+        threads = int(self.p("torch_threads"))
         if threads > 0:
             torch.set_num_threads(threads)
-        lifter = self.p("lifter_checkpoint") or None
-        hrnet = self.p("hrnet_weights") or None
-        for label, path, expected in (
-            ("lifter_checkpoint", lifter, "a petr_ros lifter checkpoint (.pt) written by petr_train"),
-            ("hrnet_weights", hrnet, "the HRNet-W32 COCO weights pose_hrnet_w32_256x192.pth"),
-        ):
-            if path is not None and not Path(path).is_file():
-                raise FileNotFoundError(f"{label} file not found: '{path}' (expected {expected})")
-        from petr_ros.estimator import PoseEstimator
-
+        settings = self._settings()
         t0 = time.monotonic()
-        estimator = PoseEstimator(lifter_checkpoint=lifter, backend=self.p("backend"), hrnet_weights=hrnet,
-                                  device=self.p("device"), precision=self.p("precision"))
-        estimator.warmup()
-        log.info(f"model ready in {time.monotonic() - t0:.1f} s: backend {estimator.backend_name} "
-                 f"({estimator.backend_reason}), device {estimator.device}, torch threads {torch.get_num_threads()}")
-        return estimator
+        estimator = load_estimator(settings)
+        self.get_logger().info(
+            f"model ready in {time.monotonic() - t0:.1f} s: backend {estimator.backend_name} "
+            f"({estimator.backend_reason}), device {estimator.device}, torch threads {torch.get_num_threads()}")
+        return FramePipeline(settings, estimator=estimator)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         log = self.get_logger()
@@ -451,13 +350,12 @@ class PetrNode(LifecycleNode):
         self._tf = None
 
     def _release_model(self) -> None:
-        if self._estimator is not None:
-            self._estimator.close()
-        self._estimator = None
+        if self._pipeline is not None:
+            self._pipeline.close()
+        self._pipeline = None
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release_model()
-        self._tracker = self._smoother = None
         self._intrinsics = None
         self._state = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
@@ -519,10 +417,10 @@ class PetrNode(LifecycleNode):
             self.get_logger().warning(f"ignoring PersonBoxes with {boxes.size} values (need 4 finite per box)",
                                       throttle_duration_sec=WARN_THROTTLE_S)
             return
-        self._boxes.append(((msg.header.stamp.sec, msg.header.stamp.nanosec), boxes.reshape(-1, 4)))
+        self._boxes.append((messages.stamp_to_ns(msg.header.stamp), boxes.reshape(-1, 4)))
 
     def _boxes_for(self, header: Header) -> np.ndarray | None:
-        key = (header.stamp.sec, header.stamp.nanosec)
+        key = messages.stamp_to_ns(header.stamp)
         for stamp, boxes in reversed(self._boxes):
             if stamp == key:
                 return boxes
@@ -545,33 +443,19 @@ class PetrNode(LifecycleNode):
 
     def _process(self, frame: Frame) -> None:
         t0 = time.monotonic()
-        poses = self._estimator.estimate(frame.rgb, frame.boxes)
-        inference_s = time.monotonic() - t0
-        min_score = float(self.p("min_person_score"))
-        poses = [p for p in poses if p.score >= min_score and np.all(np.isfinite(p.joints3d))]
-        poses = sorted(poses, key=lambda p: -p.score)[: int(self.p("max_persons"))]
+        pipeline = self._pipeline
         stamp_s = messages.stamp_to_sec(frame.header.stamp)
-        with self._lock:
-            if self.p("tracking"):
-                poses = self._tracker.update(poses)
-                if self.p("smoothing"):
-                    poses = self._smoother.update(poses, stamp_s if stamp_s > 0 else frame.received)
-            else:
-                poses = [dataclasses.replace(pose, person_id=i) for i, pose in enumerate(poses)]
-        h, w = frame.rgb.shape[:2]
-        persons = []
-        for pose in poses:
-            positions, metric = place_skeleton(pose.keypoints2d, pose.joints3d, frame.intrinsics, (w, h),
-                                               pose.confidences, float(self.p("default_depth")),
-                                               float(self.p("default_focal_length")))
-            persons.append(PlacedPerson(int(pose.person_id), positions, np.asarray(pose.rotations),
-                                        np.asarray(pose.keypoints2d), np.asarray(pose.confidences),
-                                        np.asarray(pose.box), float(pose.score), metric))
+        # Unstamped images (stamp 0) still need increasing times for smoothing and the track histories.
+        persons = pipeline.process(frame.rgb, stamp_s if stamp_s > 0 else frame.received, frame.intrinsics,
+                                   frame.boxes)
+        report = pipeline.last_report
         self._publish(frame, persons)
         done = time.monotonic()
-        self.stats.on_processed(done - frame.received, len(persons), inference_s, done - t0 - inference_s)
+        inference_s = report.timings_s["estimate"]
+        self.stats.on_processed(done - frame.received, len(persons), inference_s, done - t0 - inference_s,
+                                report.rejected, report.timings_s)
 
-    def _publish(self, frame: Frame, persons: list[PlacedPerson]) -> None:
+    def _publish(self, frame: Frame, persons: list[PersonResult]) -> None:
         header = frame.header
         pubs = self._pubs
         if not pubs:
@@ -585,7 +469,7 @@ class PetrNode(LifecycleNode):
                 header, persons, float(self.p("marker_joint_radius")), float(self.p("marker_bone_width")),
                 float(self.p("marker_lifetime")), float(self.p("marker_alpha"))))
         if self.p("publish_debug_image"):
-            pubs["debug_image"].publish(messages.rgb_to_image_msg(messages.draw_keypoints(frame.rgb, persons), header))
+            pubs["debug_image"].publish(messages.rgb_to_image_msg(draw_persons_cv2(frame.rgb, persons), header))
         if self._tf is not None and persons:
             self._tf.sendTransform(messages.tf_transforms(header, persons))
 
@@ -599,7 +483,7 @@ class PetrNode(LifecycleNode):
             level, message = DiagnosticStatus.WARN, "no input images"
         elif s["processed_rate_hz"] == 0:
             level, message = DiagnosticStatus.WARN, "images arrive but none is processed"
-        est = self._estimator
+        est = self._pipeline.estimator if self._pipeline is not None else None
         values = dict(s)
         values["backend"] = getattr(est, "backend_name", "")
         values["device"] = str(getattr(est, "device", ""))
