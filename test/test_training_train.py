@@ -165,7 +165,7 @@ def test_evaluate_scores_checkpoints_and_other_methods_predictions(data, trained
     assert evaluate_predictions(tmp_path / "perfect.npz", data["data_3d"], ["S9"])["mpjpe"] < 1e-3
     assert main(["evaluate", "--predictions", str(tmp_path / "perfect.npz"), "--data-3d", str(data["data_3d"]),
                  "--subjects", "S1"]) == 2
-    assert "no predictions for subject 'S1'" in capsys.readouterr().err
+    assert "missing S1 (all 4 actions)" in capsys.readouterr().err
 
 
 def test_animate_writes_a_gif(data, trained, tmp_path) -> None:

@@ -181,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-2d", help="2D keypoints npz fed to the checkpoint (needed with --checkpoint)")
     p.add_argument("--subjects", nargs="+", default=list(TEST_SUBJECTS), help="subjects to score")
     p.add_argument("--stride", type=int, default=1, help="score every n-th frame")
+    p.add_argument("--allow-partial", action="store_true", help="with --predictions: score them even when they miss "
+                   "actions or cameras of the ground truth (listed in the output); without it that is an error")
     p.add_argument("--json", help="write the full results (per action, per joint) to this JSON file")
     p.add_argument("--save-predictions", help="write the checkpoint's predictions in the npz layout above")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")

@@ -97,41 +97,82 @@ def write_predictions(path: str | os.PathLike, samples: h36m.Samples, pred: np.n
     h36m.save_positions_3d(path, out)
 
 
+# A human bone is centimetres to decimetres long: a median bone length outside this range (metres) means the
+# predictions are not in metres (millimetres give about 250, centimetres about 25).
+PLAUSIBLE_BONE_M = (0.02, 1.0)
+
+
+def check_units(poses: np.ndarray, where: str) -> float:
+    """Median bone length (m) of (N, 17, 3) poses; ValueError when it is not a human's in metres."""
+    median = float(np.median(kinematics.bone_lengths(np.asarray(poses, dtype=np.float64))))
+    low, high = PLAUSIBLE_BONE_M
+    if not low <= median <= high:
+        guess = " (millimetres? divide by 1000)" if median > 10 else ""
+        raise ValueError(
+            f"{where}: the median bone length is {median:.4g}, not a human's in metres ({low}-{high} m){guess}; "
+            "predictions must be in metres"
+        )
+    return median
+
+
 def evaluate_predictions(
     predictions: str | os.PathLike,
     data_3d: str | os.PathLike,
     subjects: list[str] | tuple[str, ...] = h36m.TEST_SUBJECTS,
     stride: int = 1,
+    allow_partial: bool = False,
 ) -> dict[str, Any]:
-    """Score another method's predictions (positions_3d[subject][action] = per-camera (F, 17, 3) camera metres)."""
+    """Score another method's predictions (positions_3d[subject][action] = per-camera (F, 17, 3) camera metres).
+
+    Every action of every subject in the ground truth must be predicted for all four cameras, unless
+    `allow_partial` (then what is missing is listed in result["coverage"]); predictions not in metres are refused.
+    """
     preds = h36m.load_predictions_3d(predictions)
     truth = h36m.load_positions_3d(data_3d)
     p_all, t_all, actions = [], [], []
+    missing: list[str] = []
+    scored: list[str] = []
     for subject in subjects:
-        if subject not in preds:
-            raise ValueError(f"{predictions}: no predictions for subject {subject!r}")
         if subject not in truth:
             raise ValueError(f"{data_3d}: no ground truth for subject {subject!r}")
-        for action, views in preds[subject].items():
+        if subject not in preds:
+            missing.append(f"{subject} (all {len(truth[subject])} actions)")
+            continue
+        for action in preds[subject]:
             if action not in truth[subject]:
                 raise ValueError(f"{data_3d}: positions_3d[{subject!r}] has no action {action!r} (in {predictions})")
+        for action in truth[subject]:
+            if action not in preds[subject]:
+                missing.append(f"{subject}/{action}")
+                continue
+            views = preds[subject][action]
             gt_views = h36m.camera_frame_poses(truth[subject][action], subject)
             if len(views) > len(gt_views):
                 raise ValueError(f"{predictions}: {subject}/{action} has {len(views)} cameras, the data has 4")
+            if len(views) < len(gt_views):
+                missing.append(f"{subject}/{action} cameras {len(views)}-{len(gt_views) - 1}")
             for c, (p, t) in enumerate(zip(views, gt_views, strict=False)):
                 if p.shape[0] != t.shape[0]:
                     raise ValueError(
                         f"{predictions}: positions_3d[{subject!r}][{action!r}][camera {c}] has {p.shape[0]} frames, "
                         f"the ground truth {t.shape[0]}"
                     )
+                check_units(p, f"{predictions}: positions_3d[{subject!r}][{action!r}][camera {c}]")
                 p_all.append(p[::stride])
                 t_all.append(t[::stride])
                 actions += [h36m.action_group(action)] * len(p[::stride])
+            scored.append(f"{subject}/{action} x{len(views)}")
+    if missing and not allow_partial:
+        raise ValueError(
+            f"{predictions} does not cover the ground truth of subjects {list(subjects)}: missing {', '.join(missing)}"
+            " (every action and all 4 cameras are scored; --allow-partial scores what is there and lists the rest)"
+        )
     if not p_all:
         raise ValueError(f"{predictions}: nothing to score for subjects {list(subjects)}")
     result = score(np.concatenate(p_all), np.concatenate(t_all), np.array(actions))
     result["source"] = {"predictions": str(predictions), "data_3d": str(data_3d), "subjects": list(subjects),
                         "stride": stride}
+    result["coverage"] = {"scored": scored, "missing": missing, "complete": not missing}
     return result
 
 
@@ -148,6 +189,12 @@ def format_table(result: dict[str, Any]) -> str:
                                                          for k, _ in cols))
     lines.append(f"{'all poses':<16}" + "".join(f"{result[k]:>14.3f}" if k == "mpbve" else f"{result[k]:>14.1f}"
                                                 for k, _ in cols) + f"{result['num_poses']:>9}")
+    coverage = result.get("coverage")
+    if coverage:
+        lines.append("")
+        lines.append(f"scored {len(coverage['scored'])} subject/action sequences: {', '.join(coverage['scored'])}")
+        if coverage["missing"]:
+            lines.append(f"PARTIAL (--allow-partial), not scored: {', '.join(coverage['missing'])}")
     per_joint = result.get("per_joint", {}).get("mpjpe", {})
     if per_joint:
         lines.append("")
@@ -171,7 +218,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             args.checkpoint, args.data_3d, args.data_2d, args.subjects, args.stride, str(device), args.save_predictions
         )
     else:
-        result = evaluate_predictions(args.predictions, args.data_3d, args.subjects, args.stride)
+        result = evaluate_predictions(args.predictions, args.data_3d, args.subjects, args.stride, args.allow_partial)
     print(format_table(result))
     if args.json:
         path = fileio.write_text(args.json, json.dumps(result, indent=2))

@@ -117,8 +117,53 @@ def _check_multiview(data: dict, path: Path, key: str, dims: int) -> MultiView:
     return out
 
 
+def _side_joints(names: tuple[str, ...]) -> list[list[int]]:
+    """[left joint indices, right joint indices] of a layout, from its joint names."""
+    return [[i for i, n in enumerate(names) if n.startswith(side)] for side in ("left_", "right_")]
+
+
+# The 2D layouts VideoPose3D-format files declare (metadata layout_name) and their left/right joints
+# (metadata keypoints_symmetry): Human3.6M order as is, or COCO-17 (Detectron detections), converted on reading.
+LAYOUT_SYMMETRY: dict[str, list[list[int]]] = {
+    "h36m": [list(skeleton.LEFT_JOINTS), list(skeleton.RIGHT_JOINTS)],
+    "coco": _side_joints(skeleton.COCO_JOINT_NAMES),
+}
+
+
+def layout_of(metadata: dict, path: str | os.PathLike) -> str:
+    """The checked 2D layout of a file's metadata ('h36m' or 'coco'); ValueError naming what does not fit."""
+    name = metadata.get("layout_name")
+    if name is None:
+        raise ValueError(
+            f"{path}: metadata has no layout_name, so the joint order is unknown; VideoPose3D files say 'h36m' "
+            f"(Human3.6M order) or 'coco' (COCO-17, e.g. Detectron detections)"
+        )
+    name = str(name).lower()
+    if name not in LAYOUT_SYMMETRY:
+        raise ValueError(
+            f"{path}: metadata layout_name {name!r} is not supported; use {sorted(LAYOUT_SYMMETRY)} "
+            "(convert other detectors' keypoints to COCO-17 or Human3.6M-17 order first)"
+        )
+    symmetry = metadata.get("keypoints_symmetry")
+    if symmetry is not None:
+        try:
+            sides = [sorted(int(i) for i in side) for side in symmetry]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: metadata keypoints_symmetry {symmetry!r} is not two lists of joints") from exc
+        if sides != [sorted(side) for side in LAYOUT_SYMMETRY[name]]:
+            raise ValueError(
+                f"{path}: metadata keypoints_symmetry {sides} (left, right) does not match the {name!r} layout's "
+                f"{LAYOUT_SYMMETRY[name]}: the joint order is not what layout_name says"
+            )
+    return name
+
+
 def load_positions_2d(path: str | os.PathLike) -> tuple[MultiView, dict]:
-    """Read and validate ``positions_2d`` (list over cameras of (F, 17, 2) pixels) and ``metadata``."""
+    """Read and validate ``positions_2d`` (list over cameras of (F, 17, 2) pixels) and ``metadata``.
+
+    The keypoints come back in Human3.6M-17 order: a file in the COCO layout (metadata ``layout_name`` 'coco')
+    is converted with `skeleton.coco_to_h36m`, the node's own conversion; other layouts are refused.
+    """
     path = Path(path)
     data = _check_nested(_load_npz_key(path, "positions_2d"), path, "positions_2d")
     metadata = _load_npz_key(path, "metadata")
@@ -126,8 +171,18 @@ def load_positions_2d(path: str | os.PathLike) -> tuple[MultiView, dict]:
         raise ValueError(f"{path}: 'metadata' must be a dict, got {type(metadata).__name__}")
     joints = metadata.get("num_joints", skeleton.NUM_JOINTS)
     if joints != skeleton.NUM_JOINTS:
-        raise ValueError(f"{path}: metadata num_joints is {joints}; only the H3.6M-17 layout is supported")
-    return _check_multiview(data, path, "positions_2d", 2), metadata
+        raise ValueError(f"{path}: metadata num_joints is {joints}; only 17-joint layouts are supported")
+    layout = layout_of(metadata, path)
+    positions = _check_multiview(data, path, "positions_2d", 2)
+    if layout == "coco":
+        positions = {
+            subject: {
+                action: [skeleton.coco_to_h36m(v)[0].astype(np.float32) for v in views]
+                for action, views in actions.items()
+            }
+            for subject, actions in positions.items()
+        }
+    return positions, metadata
 
 
 def load_predictions_3d(path: str | os.PathLike) -> MultiView:
