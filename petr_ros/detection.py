@@ -158,6 +158,7 @@ def same_person(
     min_score: float = 0.3,
     tolerance: float = 0.15,
     containment: float = 0.8,
+    flip: tuple[int, ...] | None = None,
 ) -> bool:
     """True when two (K, 2) skeletons are one person found twice (two overlapping crops, a partial skeleton over
     the full one): the joints confident in both lie in about the same places (median distance below `tolerance`
@@ -165,12 +166,20 @@ def same_person(
     (intersection over the smaller box above `containment`) with the shared joints within twice that distance.
 
     Two people standing one behind the other overlap a lot in their boxes but not in their joints, so box overlap
-    alone never decides."""
+    alone never decides. flip: the left/right joint permutation of the layout; when given, a skeleton with its
+    sides swapped (the 2D model's classic mistake on a second look at someone) counts as the same person too."""
     ka, kb = np.asarray(keypoints_a, np.float64), np.asarray(keypoints_b, np.float64)
     sa, sb = np.asarray(scores_a, np.float64), np.asarray(scores_b, np.float64)
     if ka.shape != kb.shape or ka.ndim != 2 or ka.shape[1] != 2 or sa.shape != ka.shape[:1] or sb.shape != sa.shape:
         raise ValueError(f"same_person needs two (K, 2) keypoint arrays with (K,) scores, got {ka.shape} {sa.shape} "
                          f"and {kb.shape} {sb.shape}")
+    if flip is not None:
+        if sorted(flip) != list(range(len(ka))):
+            raise ValueError(f"flip must be a permutation of range({len(ka)}), got {flip}")
+        swapped = same_person(ka, sa, kb[list(flip)], sb[list(flip)], min_score, tolerance, containment)
+        if swapped or same_person(ka, sa, kb, sb, min_score, tolerance, containment):
+            return True
+        return False
     box_a = boxes_from_keypoints(ka[None], sa[None], min_score)[0]
     box_b = boxes_from_keypoints(kb[None], sb[None], min_score)[0]
     height = max(float(box_a[3] - box_a[1]), float(box_b[3] - box_b[1]), 1.0)

@@ -129,7 +129,7 @@ def test_flat_2d_skeleton_of_an_upright_body_is_rejected_a_lying_one_kept() -> N
 
 
 @pytest.mark.parametrize(("bone_end", "factor", "kept_expected"),
-                         [(13, 3.0, False), (13, 0.3, False), (13, 1.3, True), (6, 1.9, False), (6, 1.4, True)])
+                         [(13, 5.0, False), (13, 0.2, False), (13, 1.5, True), (6, 3.3, False), (6, 1.9, True)])
 def test_3d_proportions_far_from_winter_are_rejected(bone_end: int, factor: float, kept_expected: bool) -> None:
     from petr_ros.skeleton import PARENTS
 
