@@ -19,37 +19,56 @@ LAUNCH = REPO / "launch" / "petr.launch.py"
 
 
 def _yaml_params() -> dict:
-    return yaml.safe_load((REPO / "config" / "petr.yaml").read_text())["petr_node"]["ros__parameters"]
+    """The parameters of config/petr.yaml (keyed `/**:` for any node name, or `petr_node:`)."""
+    doc = yaml.safe_load((REPO / "config" / "petr.yaml").read_text())
+    (section,) = doc.values()
+    return section["ros__parameters"]
 
 
-def _launch_ast() -> tuple[dict[str, str | None], dict[str, str], tuple[str, ...], ast.Module]:
+def _launch_module():
+    """The launch file as a module: its ROS launch imports are inside generate_launch_description, so the tables
+    and parameter_overrides load without launch_ros."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("petr_launch", LAUNCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _declared_literal_arguments() -> set[str]:
     tree = ast.parse(LAUNCH.read_text(), filename=str(LAUNCH))
-    declared: dict[str, str | None] = {}
-    mapping: dict[str, str] = {}
-    launch_only: tuple[str, ...] = ()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "DeclareLaunchArgument":
-            name = ast.literal_eval(node.args[0])
-            default = next((k.value for k in node.keywords if k.arg == "default_value"), None)
-            declared[name] = ast.literal_eval(default) if isinstance(default, ast.Constant) else None
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id == "ARGUMENT_TO_PARAMETER":
-                mapping = ast.literal_eval(node.value)
-            elif node.targets[0].id == "LAUNCH_ONLY_ARGUMENTS":
-                launch_only = ast.literal_eval(node.value)
-    return declared, mapping, launch_only, tree
+    return {ast.literal_eval(node.args[0]) for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "DeclareLaunchArgument"
+            and isinstance(node.args[0], ast.Constant)}
 
 
-def test_every_launch_argument_maps_to_a_real_parameter() -> None:
-    declared, mapping, launch_only, _ = _launch_ast()
+def test_every_launch_argument_maps_to_a_real_parameter_of_the_right_type() -> None:
+    launch = _launch_module()
     params = _yaml_params()
-    assert {"image_topic", "weights", "device", "params_file", "rviz"} <= set(declared)
-    assert set(declared) == set(mapping) | set(launch_only), "every argument is a parameter or a launch option"
-    assert not set(mapping) & set(launch_only)
+    mapping, types = launch.ARGUMENT_TO_PARAMETER, launch.ARGUMENT_TYPES
+    assert {"image_topic", "camera_info_topic", "weights", "device", "publish_tf"} <= set(mapping)
+    assert {"params_file", "namespace", "node_name", "use_sim_time", "rviz", "use_shm"} == set(
+        launch.LAUNCH_ONLY_ARGUMENTS)
+    assert set(types) == set(mapping) and not set(mapping) & set(launch.LAUNCH_ONLY_ARGUMENTS)
+    assert _declared_literal_arguments() == set(launch.LAUNCH_ONLY_ARGUMENTS)
     for arg, param in mapping.items():
         assert param in params, f"launch argument {arg} sets {param}, which config/petr.yaml does not have"
-        # Same default as the params file, so launching without the argument changes nothing.
-        assert declared[arg] == params[param], f"{arg}: launch default {declared[arg]!r} != yaml {params[param]!r}"
+        assert type(params[param]).__name__ == types[arg], f"{arg}: {types[arg]} but {param} is {params[param]!r}"
+
+
+def test_only_given_arguments_override_the_params_file() -> None:
+    launch = _launch_module()
+    assert launch.parameter_overrides({arg: "" for arg in launch.ARGUMENT_TO_PARAMETER}) == {}
+    got = launch.parameter_overrides({"camera_info_topic": "/cam/camera_info", "default_depth": "2",
+                                      "max_persons": "3", "publish_tf": "True", "weights": "/w/l.pt"})
+    assert got == {"camera_info_topic": "/cam/camera_info", "default_depth": 2.0, "max_persons": 3,
+                   "publish_tf": True, "lifter_checkpoint": "/w/l.pt"}
+    assert type(got["default_depth"]) is float
+    with pytest.raises(ValueError, match="max_persons:='three' is not a valid int"):
+        launch.parameter_overrides({"max_persons": "three"})
+    with pytest.raises(ValueError, match="publish_tf:='yes' is not a valid bool"):
+        launch.parameter_overrides({"publish_tf": "yes"})
 
 
 def test_launch_file_names_shipped_files_and_the_node_entry_point() -> None:
@@ -97,11 +116,7 @@ def test_fastdds_profile_has_a_16mb_shm_segment_and_udp() -> None:
 
 def test_launch_description_builds_with_launch_ros() -> None:
     pytest.importorskip("launch_ros")
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("petr_launch", LAUNCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    ld = module.generate_launch_description()
-    declared, _, _, _ = _launch_ast()
-    assert {a.name for a in ld.get_launch_arguments()} == set(declared)
+    launch = _launch_module()
+    ld = launch.generate_launch_description()
+    declared = {a.name for a in ld.get_launch_arguments()}
+    assert declared == set(launch.ARGUMENT_TO_PARAMETER) | set(launch.LAUNCH_ONLY_ARGUMENTS)
