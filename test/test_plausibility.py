@@ -102,7 +102,10 @@ def test_tiny_and_outside_people_are_rejected_but_kept_without_the_checks() -> N
     assert kept == [] and counts["too_small"] == 1 and counts["outside_image"] == 1
     kept, counts = reject_implausible([tiny, outside], PlausibilitySettings.scores_only(), IMAGE_SHAPE)
     assert kept == [tiny, outside] and sum(counts.values()) == 0
-    assert reject_implausible([tiny], PlausibilitySettings(min_size_px=20), IMAGE_SHAPE)[0] == [tiny]
+    lenient = PlausibilitySettings(min_size_px=20, min_size_fraction=0.02)
+    assert reject_implausible([tiny], lenient, IMAGE_SHAPE)[0] == [tiny]
+    # 30 px is under 8 % of a 960-pixel-wide image: too small by the relative floor alone
+    assert reject_implausible([tiny], PlausibilitySettings(min_size_px=20), IMAGE_SHAPE)[1]["too_small"] == 1
 
 
 def test_flat_2d_skeleton_of_an_upright_body_is_rejected_a_lying_one_kept() -> None:
