@@ -18,6 +18,8 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*")),
     ],
     install_requires=["setuptools"],
+    # optimised CPU runtimes for the HRNet backbone (requirements/cpu-runtime.txt has the tested pins)
+    extras_require={"cpu-runtime": ["onnx>=1.17,<1.18", "onnxruntime>=1.20", "openvino>=2024.0"]},
     zip_safe=False,
     maintainer="petr_ros maintainers",
     maintainer_email="maintainers@petr-ros.dev",

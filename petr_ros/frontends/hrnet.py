@@ -20,6 +20,7 @@ from petr_ros.frontends import Detection2D
 from petr_ros.model.device import autocast, resolve_device, resolve_precision
 from petr_ros.model.heatmap import DEFAULT_BETA, DEFAULT_WINDOW, decode_heatmaps, heatmap_to_input
 from petr_ros.model.hrnet import HRNetW32, load_hrnet_weights
+from petr_ros.model.runtime import DEFAULT_RUNTIME, InferenceRuntime, build_runtime
 from petr_ros.preprocessing import (
     BOX_PADDING,
     CROP_SIZE,
@@ -62,6 +63,7 @@ class HRNetFrontEnd:
         box_padding: float = BOX_PADDING,
         input_size: tuple[int, int] = CROP_SIZE,
         allow_random_weights: bool = False,
+        runtime: str = DEFAULT_RUNTIME,
     ) -> None:
         self.device = resolve_device(device)
         self.autocast_dtype = resolve_precision(precision, self.device)
@@ -98,6 +100,13 @@ class HRNetFrontEnd:
         self.min_keypoint_score = float(min_keypoint_score)
         self.box_padding = float(box_padding)
         self.input_size = (int(input_size[0]), int(input_size[1]))
+        # torch | onnxruntime | openvino | auto: who runs the backbone (CPU runtimes fall back to PyTorch, logged)
+        w, h = self.input_size
+        self.runtime: InferenceRuntime = build_runtime(
+            self.model, runtime, torch.zeros(1, 3, h, w), self.device, self.autocast_dtype
+        )
+        if self.runtime.name != "torch" or runtime != "torch":
+            LOG.info("HRNet backbone %s", self.runtime.reason)
         self._previous: tuple[np.ndarray, np.ndarray] | None = None  # keypoints (N, 17, 2), scores (N, 17)
 
     # --- stages -------------------------------------------------------------------------------------------
@@ -121,7 +130,9 @@ class HRNetFrontEnd:
 
     @torch.inference_mode()
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) -> (N, 17, H/4, W/4) heatmaps (autocast on CUDA)."""
+        """(N, 3, H, W) -> (N, 17, H/4, W/4) heatmaps (autocast on CUDA; the chosen runtime on the CPU)."""
+        if self.runtime.name != "torch":
+            return self.runtime(images)
         with autocast(self.device, self.autocast_dtype):
             return self.model(images)
 
