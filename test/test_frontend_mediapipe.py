@@ -11,13 +11,21 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")
 
-from petr_ros.detection import HogPersonDetector, box_iou, boxes_from_keypoints, non_max_suppression  # noqa: E402
+from petr_ros.detection import (  # noqa: E402
+    HogPersonDetector,
+    box_iou,
+    boxes_from_keypoints,
+    non_max_suppression,
+    same_person,
+)
 from petr_ros.frontends import Detection2D  # noqa: E402
 from petr_ros.frontends.mediapipe import (  # noqa: E402
     BLAZEPOSE_TO_COCO,
+    BlazePosePersonDetector,
     MediaPipeFrontEnd,
     available_model_complexities,
     blazepose_to_coco,
+    region_from_alignment_points,
 )
 from petr_ros.skeleton import COCO_JOINT_NAMES  # noqa: E402
 
@@ -166,3 +174,98 @@ def test_nms_keeps_best_of_overlapping_boxes() -> None:
     assert keep.tolist() == [1, 2]
     with pytest.raises(ValueError, match="scores"):
         non_max_suppression(boxes, np.ones(2))
+
+
+def test_region_from_alignment_points_is_blazeposes_square() -> None:
+    upright = region_from_alignment_points(np.array([100.0, 200.0]), np.array([100.0, 120.0]))
+    assert (upright.cx, upright.cy) == (100.0, 200.0)
+    assert upright.side == pytest.approx(2 * 80 * 1.25) and upright.radius == pytest.approx(80)
+    assert upright.rotation == pytest.approx(0.0)  # scale point straight above the hips: no turn
+    lying = region_from_alignment_points(np.array([100.0, 200.0]), np.array([180.0, 200.0]))
+    assert abs(lying.rotation) == pytest.approx(np.pi / 2)  # body axis along the image x axis
+
+
+def test_blazepose_detector_views_cover_the_image() -> None:
+    detector = BlazePosePersonDetector(zoom=3.0)
+    try:
+        views = detector.views(1920, 1088)
+        assert views[0] == (0, 0, 1920)  # the whole image first
+        tiles = views[1:]
+        assert all(side == 640 for _, _, side in tiles)
+        covered = np.zeros((1920, 1088), bool)
+        for x, y, side in tiles:
+            assert 0 <= x and x + side <= 1088 and 0 <= y and y + side <= 1920
+            covered[y:y + side, x:x + side] = True
+        assert covered.all()
+        assert detector.views(100, 100) == [(0, 0, 100)]  # square and small: nothing to zoom into
+    finally:
+        detector.close()
+    with pytest.raises(ValueError, match="zoom"):
+        BlazePosePersonDetector(zoom=0.5)
+
+
+def test_blazepose_detector_finds_the_footballer() -> None:
+    detector = BlazePosePersonDetector()
+    try:
+        image = load_rgb("messi5.jpg")
+        found = detector.detect(image)
+        assert found, "no person found in messi5.jpg"
+        best = found[0]
+        region = best.region
+        assert best.score > 0.5
+        # The hip centre of the kicking footballer (hand-measured: hips at about x 230-290, y 190-220).
+        assert 200 < region.cx < 320 and 160 < region.cy < 250, region
+        assert detector.detect(np.zeros((240, 320, 3), np.uint8)) == []  # a black image: nobody
+    finally:
+        detector.close()
+
+
+def test_blazepose_front_end_finds_and_follows_both_people() -> None:
+    front = MediaPipeFrontEnd(detector="blazepose")
+    try:
+        per_frame = [front.detect(video_frame(i), None) for i in range(78, 84)]
+    finally:
+        front.close()
+    # The man on the box and the woman on the grass, found at once (the small man through a zoomed tile within
+    # the first frames) and then followed in every frame.
+    assert all(len(dets) == 2 for dets in per_frame[3:]), [len(d) for d in per_frame]
+    for dets in per_frame[3:]:
+        on_box, walker = sorted(dets, key=lambda d: d.box[1])
+        assert on_box.box[3] < 260 < walker.box[1]
+        assert not same_person(on_box.keypoints, on_box.scores, walker.keypoints, walker.scores)
+
+
+def test_blazepose_front_end_concurrent_workers_give_the_same_people() -> None:
+    frames = [video_frame(i) for i in range(78, 82)]
+    results = []
+    for workers in (1, 2):
+        front = MediaPipeFrontEnd(detector="blazepose", workers=workers)
+        try:
+            results.append([front.detect(f, None) for f in frames])
+        finally:
+            front.close()
+    for serial, concurrent in zip(*results, strict=True):
+        assert len(serial) == len(concurrent)
+        for a, b in zip(serial, concurrent, strict=True):
+            np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
+
+
+def test_same_person_tells_overlapping_people_apart() -> None:
+    rng = np.random.default_rng(0)
+    body = np.stack([rng.uniform(100, 250, 17), np.linspace(100, 400, 17)], axis=1)
+    scores = np.full(17, 0.9)
+    assert same_person(body, scores, body + 5.0, scores)  # one person found twice
+    partial = scores.copy()
+    partial[8:] = 0.0  # a partial skeleton over the full one
+    assert same_person(body, scores, body + 3.0, partial)
+    behind = body + np.array([50.0, 60.0])  # someone standing behind, boxes overlapping much
+    assert box_iou(boxes_from_keypoints(body[None]), boxes_from_keypoints(behind[None]))[0, 0] > 0.3
+    assert not same_person(body, scores, behind, scores)
+    from petr_ros.skeleton import COCO_FLIP_PERMUTATION
+
+    swapped = body[list(COCO_FLIP_PERMUTATION)] + 2.0  # the same person with left and right swapped
+    assert same_person(body, scores, swapped, scores, flip=COCO_FLIP_PERMUTATION)
+    with pytest.raises(ValueError, match="permutation"):
+        same_person(body, scores, swapped, scores, flip=(0, 1, 2))
+    with pytest.raises(ValueError, match="same_person"):
+        same_person(body, scores, body[:5], scores[:5])

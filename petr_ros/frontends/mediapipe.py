@@ -5,21 +5,38 @@ The legacy `mediapipe.solutions.pose.Pose` graph runs offline with the model fil
 (`pose_detection.tflite`, `pose_landmark_full.tflite`). It tracks one person per graph, so several people are
 handled by running it on padded per-person crops (boxes given by the caller, or found by OpenCV's HOG people
 detector plus the previous frame's keypoint boxes).
+
+detector="blazepose" instead runs BlazePose's own two stages as MediaPipe graphs built here from the calculators
+compiled into the wheel (no other runtime, nothing downloaded): the person detector (`pose_detection.tflite`,
+SSD anchors decoded and suppressed by mediapipe's own calculators, on 224x224 downscaled views of the image: the
+whole image, then zoomed tiles in turn) gives each person's alignment points; the landmark model then runs on
+each person's rotated region of interest directly, and that person's next region comes from its own auxiliary
+landmarks, so a tracked person needs no detector run, however close to someone else it stands.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from petr_ros.detection import HogPersonDetector, boxes_from_keypoints, check_boxes, non_max_suppression
+from petr_ros.detection import (
+    HogPersonDetector,
+    boxes_from_keypoints,
+    check_boxes,
+    non_max_suppression,
+    same_person,
+)
 from petr_ros.frontends import Detection2D
 from petr_ros.preprocessing import expand_boxes
+from petr_ros.skeleton import COCO_FLIP_PERMUTATION
 
 LOG = logging.getLogger(__name__)
 
@@ -31,7 +48,7 @@ BLAZEPOSE_NUM_LANDMARKS = 33
 # Model file of each `model_complexity` inside mediapipe's package folder. Only "full" (1) ships in the PyPI
 # wheel; lite (0) and heavy (2) come e.g. from npm @mediapipe/pose and must be copied next to it.
 _LANDMARK_MODELS = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
-DETECTORS = ("none", "hog")
+DETECTORS = ("none", "hog", "blazepose")
 
 
 def mediapipe_model_path(model_complexity: int) -> str:
@@ -62,6 +79,254 @@ def blazepose_to_coco(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sel[:, :2].astype(np.float32), np.clip(sel[:, 2], 0.0, 1.0).astype(np.float32)
 
 
+# --- BlazePose's two stages as separate MediaPipe graphs (detector="blazepose") ----------------------------------
+# The detector graph: mediapipe's own tensor conversion, TFLite inference, SSD anchor decoding and weighted NMS,
+# with the anchor layout and box coding of `pose_detection.tflite` (224x224 input, 2254 anchors, 4 alignment
+# keypoints a box) and a score threshold we choose (the wheel's packaged graph fixes 0.5 and keeps one person).
+_DETECTOR_INPUT = 224
+_DETECTOR_GRAPH = """
+input_stream: "image"
+output_stream: "detections"
+node {
+  calculator: "ImageToTensorCalculator"
+  input_stream: "IMAGE:image"
+  output_stream: "TENSORS:input_tensors"
+  options: { [mediapipe.ImageToTensorCalculatorOptions.ext] {
+    output_tensor_width: 224 output_tensor_height: 224 keep_aspect_ratio: true
+    output_tensor_float_range { min: -1.0 max: 1.0 } border_mode: BORDER_ZERO } }
+}
+node {
+  calculator: "InferenceCalculator"
+  input_stream: "TENSORS:input_tensors"
+  output_stream: "TENSORS:detection_tensors"
+  options: { [mediapipe.InferenceCalculatorOptions.ext] {
+    model_path: "mediapipe/modules/pose_detection/pose_detection.tflite" delegate { xnnpack {} } } }
+}
+node {
+  calculator: "SsdAnchorsCalculator"
+  output_side_packet: "anchors"
+  options: { [mediapipe.SsdAnchorsCalculatorOptions.ext] {
+    num_layers: 5 min_scale: 0.1484375 max_scale: 0.75 input_size_height: 224 input_size_width: 224
+    anchor_offset_x: 0.5 anchor_offset_y: 0.5 strides: 8 strides: 16 strides: 32 strides: 32 strides: 32
+    aspect_ratios: 1.0 fixed_anchor_size: true } }
+}
+node {
+  calculator: "TensorsToDetectionsCalculator"
+  input_stream: "TENSORS:detection_tensors"
+  input_side_packet: "ANCHORS:anchors"
+  output_stream: "DETECTIONS:unfiltered_detections"
+  options: { [mediapipe.TensorsToDetectionsCalculatorOptions.ext] {
+    num_classes: 1 num_boxes: 2254 num_coords: 12 box_coord_offset: 0 keypoint_coord_offset: 4
+    num_keypoints: 4 num_values_per_keypoint: 2 sigmoid_score: true score_clipping_thresh: 100.0
+    reverse_output_order: true x_scale: 224.0 y_scale: 224.0 h_scale: 224.0 w_scale: 224.0
+    min_score_thresh: %(min_score)s } }
+}
+node {
+  calculator: "NonMaxSuppressionCalculator"
+  input_stream: "unfiltered_detections"
+  output_stream: "detections"
+  options: { [mediapipe.NonMaxSuppressionCalculatorOptions.ext] {
+    min_suppression_threshold: 0.3 overlap_type: INTERSECTION_OVER_UNION algorithm: WEIGHTED } }
+}
+"""
+# The landmark graph: BlazePose's landmark model on a given region of interest (no detector inside), with the
+# pose-presence gate of the wheel's own graph (no landmarks when the region holds no person).
+_LANDMARK_GRAPH = """
+input_stream: "image"
+input_stream: "roi"
+output_stream: "landmarks"
+output_stream: "auxiliary_landmarks"
+node {
+  calculator: "PoseLandmarkByRoiCpu"
+  input_side_packet: "MODEL_COMPLEXITY:model_complexity"
+  input_stream: "IMAGE:image"
+  input_stream: "ROI:roi"
+  output_stream: "LANDMARKS:landmarks"
+  output_stream: "AUXILIARY_LANDMARKS:auxiliary_landmarks"
+}
+"""
+# BlazePose's region of interest around its two alignment points (hip centre, a point on the full-body circle):
+# a square of 2 x radius x 1.25, turned so the body axis points up in the crop.
+_ROI_SCALE = 1.25
+
+
+@dataclass(frozen=True)
+class PoseRegion:
+    """A rotated square region of interest for the landmark model, in image pixels (rotation in radians,
+    counter-clockwise as mediapipe's NormalizedRect)."""
+
+    cx: float
+    cy: float
+    side: float
+    rotation: float
+
+    @property
+    def radius(self) -> float:
+        """Radius of the full-body circle the region was made from."""
+        return self.side / (2.0 * _ROI_SCALE)
+
+
+@dataclass(frozen=True)
+class PersonDetection:
+    """One person found by BlazePose's detector: its score, its region for the landmark model and its
+    shoulder centre (pixels), which tells two people apart better than hip centres when one stands behind the
+    other, and tells a second guess at the same person's body (same shoulders, another hip) for what it is."""
+
+    score: float
+    region: PoseRegion
+    shoulder_centre: tuple[float, float]
+
+
+def region_from_alignment_points(centre: np.ndarray, scale_point: np.ndarray) -> PoseRegion:
+    """BlazePose's region of interest from its two alignment points (pixels): centred on `centre`, side
+    2 x 1.25 x their distance, rotated so that `scale_point` is straight above the centre."""
+    (x0, y0), (x1, y1) = (float(v) for v in np.asarray(centre)[:2]), (float(v) for v in np.asarray(scale_point)[:2])
+    radius = math.hypot(x1 - x0, y1 - y0)
+    rotation = math.pi / 2.0 - math.atan2(-(y1 - y0), x1 - x0)
+    rotation = (rotation + math.pi) % (2.0 * math.pi) - math.pi
+    return PoseRegion(x0, y0, 2.0 * radius * _ROI_SCALE, rotation)
+
+
+def _solution(config: str, outputs: list[str], side_inputs: dict[str, Any] | None = None) -> Any:
+    # The options' message types must be registered before the graph text naming them is parsed.
+    import mediapipe.calculators.tensor.image_to_tensor_calculator_pb2  # noqa: F401
+    import mediapipe.calculators.tensor.inference_calculator_pb2  # noqa: F401
+    import mediapipe.calculators.tensor.tensors_to_detections_calculator_pb2  # noqa: F401
+    import mediapipe.calculators.tflite.ssd_anchors_calculator_pb2  # noqa: F401
+    import mediapipe.calculators.util.non_max_suppression_calculator_pb2  # noqa: F401
+    from mediapipe.python.solution_base import SolutionBase
+
+    return SolutionBase(graph_config=config, outputs=outputs, side_inputs=side_inputs)
+
+
+class BlazePosePersonDetector:
+    """BlazePose's person detector (`pose_detection.tflite` in the mediapipe wheel): every person whose head and
+    torso it sees, as alignment points and a region of interest for the landmark model.
+
+    The model sees 224x224 pixels, so a person under about a tenth of the image height is too small for it in the
+    whole image: `views()` lists the whole image and square tiles about `zoom` times closer (overlapping by at
+    least `overlap`), and the caller runs them in turn (`detect(image, view)`).
+    """
+
+    def __init__(self, min_score: float = 0.3, zoom: float = 3.0, overlap: float = 0.25) -> None:
+        if not 0.0 < float(min_score) < 1.0:
+            raise ValueError(f"min_score must be in (0, 1), got {min_score!r}")
+        if not 1.0 <= float(zoom) <= 8.0:
+            raise ValueError(f"zoom must be in [1, 8] (how much closer the tiles look than the whole image), "
+                             f"got {zoom!r}")
+        if not 0.0 <= float(overlap) < 0.9:
+            raise ValueError(f"overlap must be in [0, 0.9), got {overlap!r}")
+        import cv2
+
+        self._cv2 = cv2
+        self.min_score = float(min_score)
+        self.zoom = float(zoom)
+        self.overlap = float(overlap)
+        self.tile_inside_fraction = 0.8
+        self._graph = _solution(_DETECTOR_GRAPH % {"min_score": repr(self.min_score)}, ["detections"])
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._graph.close()
+
+    def views(self, height: int, width: int) -> list[tuple[int, int, int]]:
+        """(x0, y0, side) of the square views to search: the whole image first (side = its longer edge, padded),
+        then square tiles `zoom` times closer (at most the shorter edge, at least the detector's 224 pixels)."""
+        views = [(0, 0, max(height, width))]
+        # Tiles smaller than the detector's input would only be upsampled: no closer look than full resolution.
+        side = max(int(round(max(height, width) / self.zoom)), _DETECTOR_INPUT)
+        side = min(side, height, width)
+        if side >= max(height, width):
+            return views
+        step = max(1, int(side * (1.0 - self.overlap)))
+        xs = sorted({*range(0, max(1, width - side + 1), step), width - side})
+        ys = sorted({*range(0, max(1, height - side + 1), step), height - side})
+        views.extend((x, y, side) for y in ys for x in xs)
+        return views
+
+    def detect(self, image_rgb: np.ndarray, view: tuple[int, int, int] | None = None) -> list[PersonDetection]:
+        """People in one square view of an (H, W, 3) uint8 RGB image (default: the whole image), in image pixels,
+        best first."""
+        image = np.asarray(image_rgb)
+        h, w = image.shape[:2]
+        x0, y0, side = view if view is not None else (0, 0, max(h, w))
+        patch = image[y0:y0 + side, x0:x0 + side]
+        ph, pw = patch.shape[:2]
+        if ph < 2 or pw < 2:
+            return []
+        # Downscale here (area filter, sharper than the graph's bilinear resize) and pad to the square the
+        # detector sees, so its relative coordinates map back with one scale.
+        s = _DETECTOR_INPUT / float(side)
+        small = self._cv2.resize(patch, (max(1, round(pw * s)), max(1, round(ph * s))),
+                                 interpolation=self._cv2.INTER_AREA)
+        square = np.zeros((_DETECTOR_INPUT, _DETECTOR_INPUT, 3), np.uint8)
+        square[: small.shape[0], : small.shape[1]] = small[:_DETECTOR_INPUT, :_DETECTOR_INPUT]
+        with self._lock:
+            result = self._graph.process({"image": square})
+        found = []
+        is_tile = side < max(h, w)
+        for det in result.detections or []:
+            kp = det.location_data.relative_keypoints
+            centre = np.array([x0 + kp[0].x * side, y0 + kp[0].y * side])
+            scale_point = np.array([x0 + kp[1].x * side, y0 + kp[1].y * side])
+            region = region_from_alignment_points(centre, scale_point)
+            # A tile cuts people at its edges, and the detector then takes a part of someone (legs, a torso) for
+            # a whole person: in a tile keep only people whose body circle lies mostly inside it (whoever is
+            # larger is seen whole in the whole-image view).
+            if is_tile and _inside_fraction(region, (x0, y0, side), h, w) < self.tile_inside_fraction:
+                continue
+            shoulders = (x0 + kp[2].x * side, y0 + kp[2].y * side)
+            found.append(PersonDetection(float(det.score[0]), region, shoulders))
+        return sorted(found, key=lambda f: -f.score)
+
+
+def _inside_fraction(region: PoseRegion, view: tuple[int, int, int], height: int, width: int) -> float:
+    """Fraction of the region's body-circle box (centre +- radius, clipped to the image) inside the square view."""
+    x0, y0, side = view
+    r = max(region.radius, 1e-6)
+    bx0, by0 = max(region.cx - r, 0.0), max(region.cy - r, 0.0)
+    bx1, by1 = min(region.cx + r, float(width)), min(region.cy + r, float(height))
+    area = max(bx1 - bx0, 0.0) * max(by1 - by0, 0.0)
+    if area <= 0.0:
+        return 0.0
+    ix = max(0.0, min(bx1, x0 + side) - max(bx0, x0))
+    iy = max(0.0, min(by1, y0 + side) - max(by0, y0))
+    return ix * iy / area
+
+
+class BlazePoseRegionLandmarker:
+    """BlazePose's landmark model on a given region of interest: 33 landmarks (x px, y px, visibility) and the
+    two alignment points for the next frame's region, or None when the region holds no person."""
+
+    def __init__(self, model_complexity: int = 1) -> None:
+        from mediapipe.framework.formats import rect_pb2
+
+        self._rect = rect_pb2.NormalizedRect
+        self._graph = _solution(_LANDMARK_GRAPH, ["landmarks", "auxiliary_landmarks"],
+                                {"model_complexity": int(model_complexity)})
+        self._lock = threading.Lock()  # one graph runs one region at a time
+
+    def close(self) -> None:
+        with self._lock:
+            self._graph.close()
+
+    def run(self, image_rgb: np.ndarray, region: PoseRegion) -> tuple[np.ndarray, PoseRegion] | None:
+        """(33, 3) landmarks in image pixels with visibility, and the region that follows this person next."""
+        h, w = image_rgb.shape[:2]
+        rect = self._rect(x_center=region.cx / w, y_center=region.cy / h, width=region.side / w,
+                          height=region.side / h, rotation=region.rotation)
+        with self._lock:
+            result = self._graph.process({"image": image_rgb, "roi": rect})
+        if result.landmarks is None or result.auxiliary_landmarks is None:
+            return None
+        lm = np.array([(p.x * w, p.y * h, p.visibility) for p in result.landmarks.landmark], np.float64)
+        aux = np.array([(p.x * w, p.y * h) for p in result.auxiliary_landmarks.landmark], np.float64)
+        if lm.shape != (BLAZEPOSE_NUM_LANDMARKS, 3) or len(aux) < 2 or not np.isfinite(aux).all():
+            return None
+        return lm, region_from_alignment_points(aux[0], aux[1])
+
+
 class MediaPipeFrontEnd:
     """KeypointFrontEnd on MediaPipe BlazePose (COCO-17 keypoints in pixels, visibility as scores).
 
@@ -73,6 +338,12 @@ class MediaPipeFrontEnd:
         boxes (so a person HOG misses for a frame keeps being followed), each crop run as above; when that finds
         nobody, the whole image is tried once as in detector="none". While people are tracked HOG runs every
         `hog_interval` calls only (newcomers are picked up within that many frames).
+      * no boxes, detector="blazepose": each person found so far is followed by the landmark model on the region
+        its own previous landmarks give (no detector run for it); BlazePose's person detector looks at one view
+        of the image every `detector_interval` calls (the whole image, then zoomed tiles in turn: newcomers and
+        small people are picked up within one cycle), and at the whole image plus one tile on every call while
+        nobody is followed. New people are the detections away from every followed person's hip centre. Up to
+        `workers` people's regions run concurrently (one landmark graph each).
     """
 
     name = "mediapipe"
@@ -89,6 +360,10 @@ class MediaPipeFrontEnd:
         crop_padding: float = 0.25,
         smooth_landmarks: bool = True,
         hog_interval: int = 3,
+        detector_interval: int = 1,
+        detector_zoom: float = 3.0,
+        detector_min_score: float = 0.3,
+        workers: int = 1,
     ) -> None:
         if model_complexity not in _LANDMARK_MODELS:
             raise ValueError(f"model_complexity must be 0, 1 or 2, got {model_complexity!r}")
@@ -112,6 +387,11 @@ class MediaPipeFrontEnd:
         if int(hog_interval) < 1:
             raise ValueError(f"hog_interval must be >= 1 (run HOG every n-th call while people are tracked), "
                              f"got {hog_interval!r}")
+        if int(detector_interval) < 1:
+            raise ValueError(f"detector_interval must be >= 1 (run the person detector every n-th call while "
+                             f"people are followed), got {detector_interval!r}")
+        if not 1 <= int(workers) <= 16:
+            raise ValueError(f"workers must be in [1, 16] (people processed concurrently), got {workers!r}")
         if not 0.0 <= float(crop_padding) <= 2.0:
             raise ValueError(f"crop_padding must be in [0, 2] (fraction of the box size), got {crop_padding!r}")
         import mediapipe as mp  # heavy import, only when this front end is used
@@ -133,6 +413,19 @@ class MediaPipeFrontEnd:
         self._previous_boxes = np.zeros((0, 4), np.float32)
         self._calls = 0
         self._lock = threading.Lock()  # mediapipe graphs are not re-entrant
+        self.detector_interval = int(detector_interval)
+        self.workers = int(workers)
+        self._person_detector: BlazePosePersonDetector | None = None
+        self._landmarkers: list[BlazePoseRegionLandmarker] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._followed: list[PoseRegion] = []
+        self._followed_shoulders: list[tuple[float, float]] = []  # COCO shoulders' midpoint of each followed
+        self._view_cycle = 0
+        if detector == "blazepose":
+            self._person_detector = BlazePosePersonDetector(min_score=detector_min_score, zoom=detector_zoom)
+            self._landmarkers = [BlazePoseRegionLandmarker(self.model_complexity) for _ in range(self.workers)]
+            if self.workers > 1:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="blazepose")
 
     def _make_pose(self, static: bool) -> Any:
         return self._mp_pose.Pose(
@@ -147,8 +440,12 @@ class MediaPipeFrontEnd:
     def close(self) -> None:
         """Release the mediapipe graphs."""
         with self._lock:
-            for graph in (self._whole, self._crop):
+            for graph in (self._whole, self._crop, *self._landmarkers):
                 graph.close()
+            if self._person_detector is not None:
+                self._person_detector.close()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
 
     def reset(self) -> None:
         """Forget the tracked person(s): the next call starts from a fresh detection."""
@@ -157,6 +454,9 @@ class MediaPipeFrontEnd:
             self._whole = self._make_pose(self.static_image_mode)
             self._previous_boxes = np.zeros((0, 4), np.float32)
             self._calls = 0
+            self._followed = []
+            self._followed_shoulders = []
+            self._view_cycle = 0
 
     def detect(self, image_rgb: np.ndarray, boxes: np.ndarray | None = None) -> list[Detection2D]:
         """COCO-17 keypoints of the people in an (H, W, 3) uint8 RGB image, optionally inside (N, 4) boxes."""
@@ -170,7 +470,91 @@ class MediaPipeFrontEnd:
             if self.detector == "none":
                 found = self._run(self._whole, image, (0, 0))
                 return [found] if found is not None else []
+            if self.detector == "blazepose":
+                return self._detect_blazepose(image)
             return self._detect_hog(image)
+
+    def _next_views(self, height: int, width: int) -> list[tuple[int, int, int]]:
+        """The detector views to search on this call (see the class docstring)."""
+        views = self._person_detector.views(height, width)
+        if self._followed and self._calls % self.detector_interval != 0:
+            return []
+        self._view_cycle = (self._view_cycle + 1) % len(views)
+        if self._followed:
+            return [views[self._view_cycle]]
+        return [views[0]] + ([views[self._view_cycle]] if self._view_cycle != 0 else [])
+
+    def _detect_blazepose(self, image: np.ndarray) -> list[Detection2D]:
+        self._calls += 1
+        h, w = image.shape[:2]
+        regions = list(self._followed)
+        shoulders = list(self._followed_shoulders)
+        detected = [d for view in self._next_views(h, w) for d in self._person_detector.detect(image, view)]
+        for det in sorted(detected, key=lambda d: -d.score):
+            # A detection on someone already followed (or found in another view) adds nothing: its shoulder
+            # centre is close to theirs (the detector sometimes guesses a second body, another hip centre, under
+            # the same shoulders). People standing one behind the other keep distinct shoulder centres.
+            sx, sy = det.shoulder_centre
+            if all(math.hypot(sx - ox, sy - oy) > 0.25 * min(det.region.radius, r.radius)
+                   for (ox, oy), r in zip(shoulders, regions, strict=True)):
+                regions.append(det.region)
+                shoulders.append(det.shoulder_centre)
+        results = self._run_regions(image, regions)
+        # Someone followed but lost in this frame (turned, occluded, moved fast): the detector looks again right
+        # there, in a view around the lost region, at once instead of waiting for its turn in the cycle.
+        lost = [r for r, res in zip(regions[: len(self._followed)], results, strict=False) if res is None]
+        retry = []
+        for region in lost:
+            side = int(min(max(h, w), max(32.0, 1.2 * region.side)))
+            x0 = int(min(max(region.cx - side / 2, 0), max(w - side, 0)))
+            y0 = int(min(max(region.cy - side / 2, 0), max(h - side, 0)))
+            for again in self._person_detector.detect(image, (x0, y0, side)):
+                if math.hypot(again.region.cx - region.cx, again.region.cy - region.cy) < region.radius:
+                    retry.append(again.region)
+                    break
+        if retry:
+            regions += retry
+            results += self._run_regions(image, retry)
+        found: list[Detection2D] = []
+        followed: list[PoseRegion] = []
+        for result in results:
+            if result is None:
+                continue
+            det, next_region = result
+            same = [i for i, other in enumerate(found) if _same_person(det, other)]
+            if same:
+                if det.scores.mean() > found[same[0]].scores.mean():
+                    found[same[0]], followed[same[0]] = det, next_region
+                continue
+            found.append(det)
+            followed.append(next_region)
+            if len(found) >= self.max_people:
+                break
+        self._followed = followed
+        self._followed_shoulders = [tuple(d.keypoints[[5, 6]].mean(axis=0).tolist()) for d in found]
+        return found
+
+    def _run_regions(self, image: np.ndarray, regions: list[PoseRegion]) -> list[tuple[Detection2D, PoseRegion] | None]:
+        """The landmark model on each region (concurrently over `workers` graphs), in the regions' order."""
+        if self._pool is None or len(regions) < 2:
+            return [self._run_region(self._landmarkers[0], image, r) for r in regions]
+        futures = [self._pool.submit(self._run_region, self._landmarkers[i % self.workers], image, r)
+                   for i, r in enumerate(regions)]  # fmt: skip
+        return [f.result() for f in futures]
+
+    def _run_region(self, landmarker: BlazePoseRegionLandmarker, image: np.ndarray,
+                    region: PoseRegion) -> tuple[Detection2D, PoseRegion] | None:  # fmt: skip
+        if not (region.side >= 16 and math.isfinite(region.cx) and math.isfinite(region.cy)):
+            return None
+        out = landmarker.run(image, region)
+        if out is None:
+            return None
+        landmarks, next_region = out
+        keypoints, scores = blazepose_to_coco(landmarks)
+        if float(scores.mean()) < self.min_keypoint_score:
+            return None
+        box = boxes_from_keypoints(keypoints[None], scores[None], min_score=self.min_keypoint_score)[0]
+        return Detection2D(keypoints=keypoints, scores=scores, box=box), next_region
 
     def _detect_hog(self, image: np.ndarray) -> list[Detection2D]:
         # While people are tracked, HOG (the costlier step) only runs every `hog_interval` calls to catch newcomers.
@@ -234,19 +618,6 @@ def _clip_box(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, 
     return max(0, int(x0)), max(0, int(y0)), min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1)))
 
 
-def _same_person(a: Detection2D, b: Detection2D, tolerance: float = 0.15, containment: float = 0.6) -> bool:
-    """True when two detections are one person seen through two overlapping crops: their keypoint boxes mostly
-    overlap (intersection over the smaller box above `containment`; a crop that cuts a person gives a partial
-    skeleton inside the full one), or their confident keypoints lie in about the same places (median distance
-    below `tolerance` of the larger box's height)."""
-    ix = max(0.0, float(min(a.box[2], b.box[2]) - max(a.box[0], b.box[0])))
-    iy = max(0.0, float(min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])))
-    smaller = min(float(np.prod(a.box[2:] - a.box[:2])), float(np.prod(b.box[2:] - b.box[:2])))
-    if smaller > 0 and ix * iy / smaller > containment:
-        return True
-    both = (a.scores >= 0.3) & (b.scores >= 0.3)
-    if both.sum() < 3:
-        return False
-    dist = np.linalg.norm(a.keypoints[both] - b.keypoints[both], axis=1)
-    height = max(a.box[3] - a.box[1], b.box[3] - b.box[1], 1.0)
-    return bool(np.median(dist) < tolerance * height)
+def _same_person(a: Detection2D, b: Detection2D) -> bool:
+    """Two detections that are one person seen through two overlapping crops or regions."""
+    return same_person(a.keypoints, a.scores, b.keypoints, b.scores, flip=COCO_FLIP_PERMUTATION)

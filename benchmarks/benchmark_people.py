@@ -1,0 +1,140 @@
+"""People found / missed / false per frame on real video, per person detector and ghost filter.
+
+The Pose2Sim Demo_MultiPerson cam01 video (1088x1920, 100 frames, three people in full view: the woman of the
+triangulated reference, a man on the treadmill partly behind her, a bystander at the top left) has a box for each
+of them in every frame: hers from the reference (`box_cam01`), the other two from
+`test/data/pose2sim_cam01_people.npz` (BlazePose on crops of each with the woman painted out; checked by eye).
+A found person is a published skeleton whose keypoint box overlaps one of those boxes (IoU >= 0.3, one-to-one);
+every other published skeleton is a false person. On the Sports2D demo video (no labels) it prints people per
+frame.
+
+  python benchmarks/benchmark_people.py [--frames 100] [--detectors hog blazepose]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from petr_ros.detection import PeopleTally  # noqa: E402
+from petr_ros.plausibility import PlausibilitySettings, reject_implausible  # noqa: E402
+
+ASSETS = Path(os.environ.get("PETR_ASSETS", REPO / "assets"))
+POSE2SIM_DIRS = (ASSETS / "pose2sim_multi", REPO / "benchmarks" / "data",
+                 REPO.parent / "shared" / "data" / "pose2sim_multi")  # fmt: skip
+PEOPLE_BOXES = REPO / "test" / "data" / "pose2sim_cam01_people.npz"
+PERSON_NAMES = ("woman", "man", "bystander")
+
+
+def find_file(name: str) -> Path:
+    for folder in POSE2SIM_DIRS:
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{name} not found in {[str(d) for d in POSE2SIM_DIRS]} (run scripts/fetch_assets.sh)")
+
+
+def read_frames(path: Path, limit: int, width: int | None = None) -> list[np.ndarray]:
+    """Up to `limit` RGB frames of a video, optionally resized to `width`."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while len(frames) < limit:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if width is not None and bgr.shape[1] != width:
+                bgr = cv2.resize(bgr, (width, round(bgr.shape[0] * width / bgr.shape[1])), interpolation=cv2.INTER_AREA)
+            frames.append(np.ascontiguousarray(bgr[:, :, ::-1]))
+    finally:
+        cap.release()
+    if not frames:
+        raise RuntimeError(f"could not read any frame of {path}")
+    return frames
+
+
+def pose2sim_truth() -> np.ndarray:
+    """(F, 3, 4) boxes of the woman, the man and the bystander in cam01 pixels."""
+    with np.load(find_file("reference_h36m17.npz")) as ref:
+        woman = ref["box_cam01"][0]
+    with np.load(PEOPLE_BOXES) as people:
+        return np.stack([woman, people["man"], people["bystander"]], axis=1).astype(np.float32)
+
+
+def run_video(estimator, frames: list[np.ndarray], truth: np.ndarray | None,  # noqa: ANN001
+              settings: dict[str, PlausibilitySettings]) -> dict[str, dict]:  # fmt: skip
+    """Every frame through the estimator, then each ghost filter; tallies per filter and the mean frame time."""
+    estimator.reset()
+    tallies = {name: PeopleTally(PERSON_NAMES) for name in settings}
+    counts: dict[str, list[int]] = {name: [] for name in settings}
+    rejected: dict[str, dict[str, int]] = {name: {} for name in settings}
+    times = []
+    for f, rgb in enumerate(frames):
+        t0 = time.perf_counter()
+        people = estimator.estimate(rgb)
+        times.append(time.perf_counter() - t0)
+        for name, s in settings.items():
+            kept, why = reject_implausible(people, s, rgb.shape[:2])
+            for reason, n in why.items():
+                rejected[name][reason] = rejected[name].get(reason, 0) + n
+            counts[name].append(len(kept))
+            if truth is not None:
+                boxes = np.array([_keypoint_box(p) for p in kept], np.float32).reshape(-1, 4)
+                tallies[name].add(boxes, truth[f])
+    out = {}
+    for name in settings:
+        row = tallies[name].summary() if truth is not None else {"frames": len(frames)}
+        row["people_per_frame"] = np.bincount(counts[name]).tolist()
+        row["rejected"] = {k: v for k, v in rejected[name].items() if v}
+        row["frame_ms"] = 1e3 * float(np.mean(times[1:] if len(times) > 1 else times))
+        out[name] = row
+    return out
+
+
+def _keypoint_box(person) -> np.ndarray:  # noqa: ANN001
+    good = person.confidences >= 0.3
+    pts = person.keypoints2d[good] if good.sum() >= 2 else person.keypoints2d
+    return np.array([*pts.min(axis=0), *pts.max(axis=0)], np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--detectors", nargs="+", default=["hog", "blazepose"])
+    parser.add_argument("--videos", nargs="+", default=["pose2sim_cam01", "sports2d"])
+    args = parser.parse_args(argv)
+    from petr_ros.estimator import PoseEstimator
+
+    settings = {"v1 (score only)": PlausibilitySettings.scores_only(), "full filter": PlausibilitySettings()}
+    for video in args.videos:
+        if video == "pose2sim_cam01":
+            frames, truth = read_frames(find_file("cam01.mp4"), args.frames), pose2sim_truth()[: args.frames]
+        else:
+            frames, truth = read_frames(ASSETS / "sports2d_demo.mp4", args.frames, width=960), None
+        for detector in args.detectors:
+            est = PoseEstimator(backend="mediapipe", frontend_options={"detector": detector})
+            try:
+                results = run_video(est, frames, truth, settings)
+            finally:
+                est.close()
+            for name, row in results.items():
+                print(f"{video:15s} detector={detector:10s} filter={name:17s} " +
+                      " ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)  # fmt: skip
+    return 0
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v).replace(" ", "")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
