@@ -51,7 +51,7 @@ class MotionSequence:
     fps: float
     rotations: np.ndarray | None = None
     fps_assumed: bool = False
-    stature: float = field(default=0.0)  # metres, estimated from the legs (see stature_from_legs)
+    stature: float = field(default=0.0)  # metres: the source's scale, else estimated from the legs
 
     @property
     def num_frames(self) -> int:
@@ -134,8 +134,11 @@ def make_sequence(
     fps: float,
     rotations: np.ndarray | None = None,
     fps_assumed: bool = False,
+    stature: float | None = None,
 ) -> MotionSequence:
-    """A MotionSequence from COCO-17 world points (T, 17, 3): H3.6M-17 joints derived, everything float32."""
+    """A MotionSequence from COCO-17 world points (T, 17, 3): H3.6M-17 joints derived, everything float32.
+
+    stature: the body height in metres where the source fixes it (else estimated from the legs)."""
     coco = np.asarray(coco, dtype=np.float64)
     if coco.ndim != 3 or coco.shape[1:] != (skeleton.COCO_NUM_JOINTS, 3) or len(coco) == 0:
         raise ValueError(f"{name}: COCO points must have shape (T>0, 17, 3), got {coco.shape}")
@@ -143,7 +146,8 @@ def make_sequence(
         raise ValueError(f"{name}: {int((~np.isfinite(coco)).sum())} non-finite coordinates")
     joints = h36m_from_coco(coco)
     ci = skeleton.COCO_JOINT_NAMES.index
-    stature = stature_from_legs(coco[:, ci("left_hip")], coco[:, ci("left_knee")], coco[:, ci("left_ankle")])
+    if stature is None:
+        stature = stature_from_legs(coco[:, ci("left_hip")], coco[:, ci("left_knee")], coco[:, ci("left_ankle")])
     rot = None if rotations is None else np.asarray(rotations, dtype=np.float32)
     if rot is not None and rot.shape != (len(coco), skeleton.NUM_JOINTS, 3, 3):
         raise ValueError(f"{name}: rotations must have shape ({len(coco)}, 17, 3, 3), got {rot.shape}")

@@ -51,4 +51,4 @@ def load_take(take: str, assets: str | os.PathLike | None = None, height: float 
     converted = load_cmu_take(path, height=height)
     segments = global_rotations(path)
     return make_sequence(f"{SOURCE}/{take}", SOURCE, converted.coco, converted.fps,
-                         rotations=bone_rotations(segments, SEGMENT_OF_JOINT))
+                         rotations=bone_rotations(segments, SEGMENT_OF_JOINT), stature=converted.height)
