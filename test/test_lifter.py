@@ -15,9 +15,9 @@ from petr_ros.model.lifter import (
     PEBRTLifter,
     PETRLifter,
     build_lifter,
-    count_parameters,
     normalize_keypoints_2d,
 )
+from petr_ros.model.size import count_parameters
 from petr_ros.skeleton import BONES, NUM_JOINTS
 
 torch.set_num_threads(2)
@@ -143,7 +143,7 @@ def test_config_validation_and_json() -> None:
     cfg = LifterConfig(variant="pebrt", num_layers=4)
     assert LifterConfig.from_dict(json.loads(json.dumps(asdict(cfg)))) == cfg
     for bad in ({"variant": "vit"}, {"num_layers": 0}, {"num_layers": 9}, {"d_model": 34, "nhead": 4},
-                {"dropout": 1.0}, {"normalisation": "bbox"}, {"output_scale": 0.0}):  # fmt: skip
+                {"dropout": 1.0}, {"normalisation": "bbox"}, {"output_scale": 0.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             build_lifter(LifterConfig(**bad))
     with pytest.raises(ValueError, match="unknown lifter config keys"):
@@ -154,3 +154,72 @@ def test_lifter_rejects_bad_input() -> None:
     model = build_lifter(LifterConfig())
     with pytest.raises(ValueError, match=r"\(B, 17, 2\)"):
         model(torch.zeros(2, 34))
+
+
+def _sequence_config(variant: str, window: int = 9) -> LifterConfig:
+    return LifterConfig(variant=variant, architecture="sequence", window=window, num_layers=2, d_model=32, nhead=4,
+                        dim_feedforward=64, dropout=0.0, output_scale=2.0)
+
+
+@pytest.mark.parametrize("variant", ["petr", "bones", "pebrt"])
+def test_sequence_lifter_is_causal_masks_missing_frames_and_lifts_single_frames(variant) -> None:
+    from petr_ros.model.temporal import SequenceLifter
+
+    torch.manual_seed(0)
+    model = build_lifter(_sequence_config(variant)).eval()
+    assert isinstance(model, SequenceLifter)
+    windows = torch.as_tensor(normalize_keypoints_2d(_keypoints(3 * 9).reshape(3, 9, 17, 2)))
+    with torch.inference_mode():
+        out = model(windows)
+        assert out.joints3d.shape == (3, 17, 3)
+        torch.testing.assert_close(out.joints3d[:, 0], torch.zeros(3, 3))
+        # the output depends on the earlier frames (it is temporal) ...
+        changed = windows.clone()
+        changed[:, 0] += 0.5
+        assert not torch.allclose(model(changed).joints3d, out.joints3d, atol=1e-4)
+        # ... but missing (all-zero) frames are not looked at: a young track = the same frames with zeros before
+        young = windows.clone()
+        young[:, :5] = 0.0
+        torch.testing.assert_close(model(young).joints3d, model(windows[:, 5:]).joints3d, atol=1e-5, rtol=1e-5)
+        # a single (B, 17, 2) frame is a window of one; longer windows keep their last `window` frames
+        torch.testing.assert_close(model(windows[:, -1]).joints3d, model(windows[:, -1:]).joints3d)
+        longer = torch.cat([torch.randn(3, 4, 17, 2), windows], dim=1)
+        torch.testing.assert_close(model(longer).joints3d, out.joints3d)
+        # batched == one at a time
+        torch.testing.assert_close(model(young[1:2]).joints3d[0], model(young).joints3d[1], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"\(B, T, 17, 2\)"):
+        model(torch.zeros(2, 3, 17, 3))
+
+
+def test_bones_head_is_a_plausible_symmetric_skeleton() -> None:
+    from petr_ros.bone_lengths import BONE_FRACTION_RANGES, MIRROR_BONE
+    from petr_ros.model.temporal import STATURE_SPAN
+
+    torch.manual_seed(1)
+    cfg = _sequence_config("bones")
+    model = build_lifter(cfg).eval()
+    with torch.no_grad():  # drive the head to extreme outputs: the lengths must still be a plausible human's
+        model.head.bias.mul_(0).add_(torch.randn_like(model.head.bias) * 20)
+    x = torch.as_tensor(normalize_keypoints_2d(_keypoints(4)))
+    with torch.inference_mode():
+        out = model(x)
+    got = np.stack([(out.joints3d[:, c] - out.joints3d[:, p]).norm(dim=-1).numpy() for c, p in BONES], axis=-1)
+    np.testing.assert_allclose(got, out.bone_lengths.numpy(), atol=1e-5)
+    np.testing.assert_allclose(got, got[:, MIRROR_BONE], atol=1e-6)  # left = right
+    stature_max = cfg.body_height * STATURE_SPAN[1]
+    stature_min = cfg.body_height * STATURE_SPAN[0]
+    assert (got <= BONE_FRACTION_RANGES[:, 1] * stature_max + 1e-5).all()
+    assert (got >= BONE_FRACTION_RANGES[:, 0] * stature_min - 1e-5).all()
+
+
+def test_sequence_config_checks() -> None:
+    for bad in ({"architecture": "rnn"}, {"architecture": "sequence", "window": 0},
+                {"architecture": "sequence", "window": 500}):
+        with pytest.raises(ValueError, match="architecture" if "rnn" in bad.values() else "window"):
+            build_lifter(LifterConfig(**bad))
+    with pytest.raises(ValueError, match="architecture='sequence'"):
+        build_lifter(LifterConfig(window=27))
+    with pytest.raises(ValueError, match="architecture='sequence'"):
+        build_lifter(LifterConfig(variant="bones"))
+    cfg = _sequence_config("bones", window=27)
+    assert LifterConfig.from_dict(json.loads(json.dumps(asdict(cfg)))) == cfg

@@ -123,13 +123,17 @@ def mirror_world(points: np.ndarray, layout: str) -> np.ndarray:
 LIMB_BONES: tuple[int, ...] = (1, 2, 4, 5, 11, 12, 14, 15)
 
 
-def perturb_limbs(world: np.ndarray, rng: np.random.Generator, max_angle: float = 1.0) -> np.ndarray:
+def perturb_limbs(
+    world: np.ndarray, rng: np.random.Generator, max_angle: float = 1.0, delta: np.ndarray | None = None
+) -> np.ndarray:
     """New plausible poses from real ones: each limb's joint angles (sideways swing and flexion, in the joint frames
     of kinematics.JOINT_ANGLE_LIMITS) move by up to `max_angle` radians, clamped into the limits; the bone is put
     on its new direction by the twist-free rotation, so the pose reads back with the same in-limit angles. Bone
     lengths and the trunk stay.
 
-    world: (N, 17, 3) H3.6M-17 poses in a z-up frame. Returns (N, 17, 3).
+    world: (N, 17, 3) H3.6M-17 poses in a z-up frame. delta: (N, 8, 3) angle changes of LIMB_BONES to use instead
+    of uniform draws (e.g. smooth over time, so that a perturbed sequence is still a motion; the middle angle
+    is ignored). Returns (N, 17, 3).
     """
     from petr_ros import kinematics
 
@@ -142,7 +146,11 @@ def perturb_limbs(world: np.ndarray, rng: np.random.Generator, max_angle: float 
     angles = kinematics.joint_angles(local[:, 1:])  # (N, 16, 3): z sideways, y middle, x flexion
     limits = kinematics.JOINT_ANGLE_LIMITS
     bones = list(LIMB_BONES)
-    delta = rng.uniform(-max_angle, max_angle, (len(poses), len(bones), 3))
+    if delta is None:
+        delta = rng.uniform(-max_angle, max_angle, (len(poses), len(bones), 3))
+    elif np.shape(delta) != (len(poses), len(bones), 3):
+        raise ValueError(f"delta must have shape {(len(poses), len(bones), 3)}, got {np.shape(delta)}")
+    delta = np.array(delta, dtype=np.float64)
     delta[..., 1] = 0.0  # the middle angle is twist-like: not observable, left alone
     new = angles[:, bones] + delta
     margin = 0.05  # radians inside the limits: the twist-free rebuild moves the read-back angles a little
@@ -160,7 +168,7 @@ def perturb_limbs(world: np.ndarray, rng: np.random.Generator, max_angle: float 
         local = kinematics.joint_rotations(poses, frame="local")
         _, clamped = kinematics.kinematic_constraint_weights(local[:, 1:])
         poses = kinematics.forward_kinematics(np.concatenate([local[:, :1], clamped], axis=1), lengths, root=root,
-                                              frame="local")  # fmt: skip
+                                              frame="local")
     weights, _ = kinematics.kinematic_constraint_weights(kinematics.joint_rotations(poses, "local")[:, 1:], 1e-3)
     outside = (weights > 1).any(axis=-1)
     poses[outside] = original[outside]

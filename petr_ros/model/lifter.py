@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from petr_ros.skeleton import NUM_BONES, NUM_JOINTS, PARENTS, ROOT
 from petr_ros.validation import check_points
 
-VARIANTS = ("petr", "pebrt")
+VARIANTS = ("petr", "pebrt", "bones")
+ARCHITECTURES = ("token", "sequence")
 NORMALISATIONS = ("root_rms",)
 JOINT_SETS = ("h36m17",)
 INPUT_DIM = NUM_JOINTS * 2  # one token of 34 numbers
@@ -36,7 +37,7 @@ SCALE_EPS = 1e-6
 class LifterConfig:
     """Everything needed to rebuild a lifter; stored (as `asdict`) in every checkpoint."""
 
-    variant: str = "petr"  # "petr" (positions) | "pebrt" (bone rotations)
+    variant: str = "petr"  # "petr" (positions) | "pebrt" (bone rotations) | "bones" (directions + lengths, sequence)
     num_layers: int = 2  # encoder layers, 1..8 (thesis: 2)
     d_model: int = 34  # token width; 34 = 17 * 2 feeds the keypoints directly (thesis), else a linear embedding
     nhead: int = 2
@@ -46,6 +47,10 @@ class LifterConfig:
     body_height: float = 1.75  # pebrt: Winter model height in metres
     normalisation: str = "root_rms"
     joint_set: str = "h36m17"
+    # "token": the thesis's one 34-number token per pose; "sequence": one token per frame of a track's recent
+    # window (petr_ros.model.temporal), the last frame lifted, missing (all-zero) frames masked out.
+    architecture: str = "token"
+    window: int = 1  # sequence: frames per input window (the last one is lifted)
 
     def validate(self) -> LifterConfig:
         """Raise ValueError naming the first invalid field; return self."""
@@ -67,6 +72,13 @@ class LifterConfig:
             raise ValueError(f"LifterConfig.normalisation must be one of {NORMALISATIONS}, got {self.normalisation!r}")
         if self.joint_set not in JOINT_SETS:
             raise ValueError(f"LifterConfig.joint_set must be one of {JOINT_SETS}, got {self.joint_set!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"LifterConfig.architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if not 1 <= int(self.window) <= 243:
+            raise ValueError(f"LifterConfig.window must be in 1..243 frames, got {self.window}")
+        if self.architecture == "token" and (self.window != 1 or self.variant == "bones"):
+            raise ValueError("the one-token architecture lifts single frames with the petr or pebrt head; "
+                             "windows and the bones head need architecture='sequence'")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,6 +104,7 @@ class LifterOutput:
     rotations: Tensor | None = None  # (B, 17, 3, 3) global joint rotations (pebrt), None for petr
     local_rotations: Tensor | None = None  # (B, 16, 3, 3) parent-relative bone rotations (pebrt)
     constraint_weights: Tensor | None = None  # (B, 16) kinematic-constraint loss weights (pebrt)
+    bone_lengths: Tensor | None = None  # (B, 16) metres (the sequence lifter's bones head)
 
 
 def normalize_keypoints_2d(kp: np.ndarray | Tensor) -> np.ndarray | Tensor:
@@ -184,7 +197,6 @@ class PEBRTLifter(_Lifter):
         super().__init__(config, NUM_BONES * 6)
         from petr_ros import kinematics  # imported here so PETR alone never needs it
 
-        self._kin = kinematics
         lengths = torch.as_tensor(np.asarray(kinematics.winter_bone_lengths(config.body_height)), dtype=torch.float32)
         self.register_buffer("bone_lengths", lengths.reshape(NUM_BONES), persistent=False)
         # Start near the rest pose (identity rotations) rather than at a random 6D vector: [1,0,0, 0,1,0].
@@ -192,34 +204,42 @@ class PEBRTLifter(_Lifter):
             self.head.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]).repeat(NUM_BONES))
 
     def forward(self, keypoints: Tensor) -> LifterOutput:
-        kin = self._kin
-        six = self.head(self.encode(keypoints)).reshape(-1, NUM_BONES, 6).float()
-        # Bone b's rotation relative to its parent's frame; the root's own frame is not predicted (16 bones), so
-        # the bones leaving the pelvis are first expressed in camera axes (root = identity).
-        raw_local = kin.rot6d_to_matrix(six)
-        eye = torch.eye(3, dtype=raw_local.dtype, device=raw_local.device).expand(raw_local.shape[0], 1, 3, 3)
-        joints = kin.forward_kinematics(torch.cat([eye, raw_local], dim=1), self.bone_lengths, frame="local")
-        chain: list[Tensor] = [eye[:, 0]]
-        for j in range(1, NUM_JOINTS):
-            chain.append(chain[PARENTS[j]] @ raw_local[:, j - 1])
-        # Then the root gets the design's body frame (from the hips and spine it produced) and the bones leaving
-        # the pelvis are re-expressed relative to it: positions and child globals are unchanged, and the joint
-        # limits of the hips and spine are judged in the body's frame, not the camera's.
-        body = kin.joint_rotations(joints, "global")[:, ROOT]
-        chain[ROOT] = body
-        rotations = torch.stack(chain, dim=1)
-        parents = torch.stack([rotations[:, PARENTS[j]] for j in range(1, NUM_JOINTS)], dim=1)
-        local = parents.transpose(-1, -2) @ rotations[:, 1:]
-        weights, _ = kin.kinematic_constraint_weights(local)
-        return LifterOutput(joints3d=joints, rotations=rotations, local_rotations=local, constraint_weights=weights)
+        six = self.head(self.encode(keypoints)).reshape(-1, NUM_BONES, 6)
+        return pebrt_output(six, self.bone_lengths)
+
+
+def pebrt_output(six: Tensor, bone_lengths: Tensor) -> LifterOutput:
+    """(B, 16, 6) predicted 6D bone rotations -> joints by forward kinematics on `bone_lengths` (16,), global and
+    local rotations and the kinematic-constraint weights (the PEBRT head, shared by both architectures)."""
+    from petr_ros import kinematics as kin
+
+    six = six.float()
+    # Bone b's rotation relative to its parent's frame; the root's own frame is not predicted (16 bones), so
+    # the bones leaving the pelvis are first expressed in camera axes (root = identity).
+    raw_local = kin.rot6d_to_matrix(six)
+    eye = torch.eye(3, dtype=raw_local.dtype, device=raw_local.device).expand(raw_local.shape[0], 1, 3, 3)
+    joints = kin.forward_kinematics(torch.cat([eye, raw_local], dim=1), bone_lengths, frame="local")
+    chain: list[Tensor] = [eye[:, 0]]
+    for j in range(1, NUM_JOINTS):
+        chain.append(chain[PARENTS[j]] @ raw_local[:, j - 1])
+    # Then the root gets the design's body frame (from the hips and spine it produced) and the bones leaving
+    # the pelvis are re-expressed relative to it: positions and child globals are unchanged, and the joint
+    # limits of the hips and spine are judged in the body's frame, not the camera's.
+    body = kin.joint_rotations(joints, "global")[:, ROOT]
+    chain[ROOT] = body
+    rotations = torch.stack(chain, dim=1)
+    parents = torch.stack([rotations[:, PARENTS[j]] for j in range(1, NUM_JOINTS)], dim=1)
+    local = parents.transpose(-1, -2) @ rotations[:, 1:]
+    weights, _ = kin.kinematic_constraint_weights(local)
+    return LifterOutput(joints3d=joints, rotations=rotations, local_rotations=local, constraint_weights=weights)
 
 
 def build_lifter(config: LifterConfig) -> nn.Module:
-    """A freshly initialised PETR or PEBRT lifter for `config` (validated first)."""
+    """A freshly initialised lifter for `config` (validated first): the one-token PETR or PEBRT of the thesis, or
+    the per-frame-token sequence lifter (petr_ros.model.temporal) for track windows."""
     config.validate()
+    if config.architecture == "sequence":
+        from petr_ros.model.temporal import SequenceLifter  # imports this module: resolved at call time
+
+        return SequenceLifter(config)
     return PETRLifter(config) if config.variant == "petr" else PEBRTLifter(config)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of learnable parameters."""
-    return sum(p.numel() for p in model.parameters())

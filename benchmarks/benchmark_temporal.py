@@ -1,0 +1,97 @@
+"""Cost of lifting tracked people from their 2D history on the CPU (prints figures; not a test).
+
+    python benchmarks/benchmark_temporal.py [--lifter petr_ros/data/petr_lifter_cmu.pt] [--threads 1]
+        [--people 1 2 5] [--repeats 200]
+
+Per frame the pipeline's SequenceTrackLifter builds each person's window from the track history, runs the
+sequence lifter once for all people, rebuilds each pose with that person's bone lengths and derives the joint
+rotations (limb twist) and quaternions. Printed: milliseconds per call and per person (median over repeats),
+split into the network alone and the whole step, and for comparison the one-token single-frame lift of the
+same people (network + minimal-twist rotations, as PoseEstimator.lift_keypoints does it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see benchmark_model.py: spinning waits cost 5x here
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from petr_ros import kinematics  # noqa: E402
+from petr_ros.estimator import PersonPose  # noqa: E402
+from petr_ros.model.checkpoint import DEFAULT_LIFTER_PATH, load_lifter  # noqa: E402
+from petr_ros.model.lifter import LifterConfig, build_lifter, normalize_keypoints_2d  # noqa: E402
+from petr_ros.pipeline import TrackHistory  # noqa: E402
+from petr_ros.sequence_lifting import SequenceTrackLifter  # noqa: E402
+
+
+def _histories(people: int, frames: int) -> list[TrackHistory]:
+    rng = np.random.default_rng(0)
+    rest = kinematics.winter_rest_pose(1.7)[:, :2] * 200 + 300
+    out = []
+    for pid in range(people):
+        kps = [(rest + rng.normal(0, 3, rest.shape)).astype(np.float32) for _ in range(frames)]
+        conf = [np.full(17, 0.9, np.float32) for _ in range(frames)]
+        pose = PersonPose(np.zeros((17, 3), np.float32), np.tile([0, 0, 0, 1.0], (17, 1)).astype(np.float32),
+                          kps[-1], conf[-1], np.array([0, 0, 600, 600], np.float32), 0.9, pid)
+        out.append(TrackHistory(pid, deque(np.arange(frames) / 30.0), deque(kps), deque(conf), pose))
+    return out
+
+
+def _median_ms(step, repeats: int) -> float:
+    for _ in range(10):
+        step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lifter", default=str(DEFAULT_LIFTER_PATH), help="a sequence lifter checkpoint")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--people", type=int, nargs="+", default=[1, 2, 5])
+    parser.add_argument("--repeats", type=int, default=200)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, ckpt = load_lifter(args.lifter)
+    lifter = SequenceTrackLifter(model)
+    single = build_lifter(LifterConfig(output_scale=2.0)).eval()  # the previous default's one-token shape
+    print(f"lifter {args.lifter}: {ckpt.config.architecture}/{ckpt.config.variant}, window {ckpt.config.window}, "
+          f"{sum(p.numel() for p in model.parameters()):,} parameters; {args.threads} thread(s)")
+    print(f"{'people':>6s} {'network ms':>11s} {'whole step ms':>14s} {'ms/person':>10s} {'one-token ms':>13s}")
+    for people in args.people:
+        histories = _histories(people, lifter.history_length)
+        windows = torch.from_numpy(normalize_keypoints_2d(lifter.windows(histories)))
+        frames = windows[:, -1].contiguous()
+
+        def network(w: torch.Tensor = windows) -> None:
+            with torch.inference_mode():
+                model(w)
+
+        def one_token(f: torch.Tensor = frames) -> None:
+            with torch.inference_mode():
+                kinematics.matrix_to_quaternion(kinematics.joint_rotations(single(f).joints3d))
+
+        net = _median_ms(network, args.repeats)
+        whole = _median_ms(lambda h=histories: lifter.lift_tracks(h), args.repeats)
+        old = _median_ms(one_token, args.repeats)
+        print(f"{people:6d} {net:11.2f} {whole:14.2f} {whole / people:10.2f} {old:13.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

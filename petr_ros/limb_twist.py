@@ -1,0 +1,93 @@
+"""Joint rotations from positions with the limbs' twist read off the elbow and knee bend.
+
+`kinematics.joint_rotations` cannot see twist about a bone and takes the minimal one. For an upper arm or a
+thigh the twist IS visible whenever the elbow or knee is bent: the forearm (shank) then leaves the upper arm
+(thigh) in the joint's flexion direction (forwards for the elbow, backwards for the knee in the rest T-pose,
+kinematics.JOINT_FRAMES), so the upper arm's rotation must carry that rest flexion direction onto the bend.
+`rotations_with_limb_twist` does that for the four proximal limb bones, blending smoothly back to the minimal
+twist as the limb straightens (where the bend direction is lost in noise), and re-derives the forearms and
+shanks minimally from their corrected parents. Measured against real mocap rotations, this is what the node
+publishes (see docs/model_card.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from petr_ros import kinematics
+from petr_ros.skeleton import NUM_JOINTS, PARENTS
+from petr_ros.validation import check_points
+
+# (proximal joint j whose rotation R_j carries bone parent(j) -> j, distal joint, the rest direction the distal
+# bone bends towards): upper arms bend forwards (the person faces -z), thighs' shanks bend backwards (+z).
+_FRONT, _BACK = np.array([0.0, 0.0, -1.0]), np.array([0.0, 0.0, 1.0])
+LIMBS: tuple[tuple[int, int, np.ndarray], ...] = (
+    (12, 13, _FRONT),  # left upper arm, bend of the left elbow
+    (15, 16, _FRONT),  # right upper arm
+    (5, 6, _BACK),  # left thigh, bend of the left knee
+    (2, 3, _BACK),  # right thigh
+)
+BEND_FULL = np.radians(25.0)  # bends above this fix the twist fully; below it the minimal twist blends in
+_PROXIMAL = [limb[0] for limb in LIMBS]
+_DISTAL = [limb[1] for limb in LIMBS]
+_PROXIMAL_PARENT = [PARENTS[j] for j in _PROXIMAL]
+_BEND_REST = np.stack([limb[2] for limb in LIMBS])
+_DISTAL_REST = kinematics.REST_DIRECTIONS[_DISTAL]
+# each distal joint is its proximal joint's only child (the wrist of the elbow, the ankle of the knee)
+assert all(PARENTS[d] == p and sum(q == p for q in PARENTS) == 1 for p, d in zip(_PROXIMAL, _DISTAL, strict=True))
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.divide(v, n, out=np.zeros_like(v), where=n > 1e-12)
+
+
+def _rotation_about(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Rodrigues: (..., 3) unit axes, (...) angles -> (..., 3, 3)."""
+    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
+    zero = np.zeros_like(x)
+    k = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], -2)
+    s, c = np.sin(angle)[..., None, None], np.cos(angle)[..., None, None]
+    return np.eye(3) + s * k + (1 - c) * (k @ k)
+
+
+def _minimal_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(..., 3) unit a, b -> (..., 3, 3) smallest rotation taking a onto b (numpy: this runs per frame in the node);
+    b = -a (a limb folded back onto its parent, which joints cannot do) goes to kinematics' exact version."""
+    v = np.cross(a, b)
+    c = (a * b).sum(-1)
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    zero = np.zeros_like(x)
+    k = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], -2)
+    out = np.eye(3) + k + (k @ k) / np.maximum(1.0 + c, 1e-9)[..., None, None]
+    flipped = c < -0.999
+    if flipped.any():
+        out[flipped] = np.asarray(kinematics.minimal_rotation(a[flipped].copy(), b[flipped].copy()))
+    return out
+
+
+def rotations_with_limb_twist(joints3d: np.ndarray) -> np.ndarray:
+    """(..., 17, 3) joints -> (..., 17, 3, 3) global joint rotations (kinematics.joint_rotations' convention), the
+    upper arms' and thighs' twist taken from the elbow and knee bend, their children re-derived minimally."""
+    joints = check_points(joints3d, "joints3d", joints=NUM_JOINTS, dims=3).astype(np.float64, copy=False)
+    rot = np.array(kinematics.joint_rotations(joints), dtype=np.float64)
+    # the four limbs at once, along a limb axis of length 4
+    bone = _unit(joints[..., _PROXIMAL, :] - joints[..., _PROXIMAL_PARENT, :])
+    child = _unit(joints[..., _DISTAL, :] - joints[..., _PROXIMAL, :])
+    along = (child * bone).sum(-1, keepdims=True)
+    perp = child - along * bone
+    bend = np.arctan2(np.linalg.norm(perp, axis=-1), along[..., 0])  # 0 = straight limb
+    proximal = rot[..., _PROXIMAL, :, :]
+    current = np.einsum("...ij,...j->...i", proximal, _BEND_REST)  # where the rest bend direction points now
+    # the twist about the bone that turns `current` onto the observed bend direction, faded out when straight
+    perp_u = _unit(perp)
+    twist = np.arctan2((np.cross(current, perp_u) * bone).sum(-1), (current * perp_u).sum(-1))
+    twist = twist * np.clip(bend / BEND_FULL, 0.0, 1.0)
+    proximal = _rotation_about(bone, twist) @ proximal
+    # the distal bones (forearms, shanks): minimal rotation from their corrected parents, as joint_rotations does
+    local_dir = np.einsum("...ji,...j->...i", proximal, child)
+    swing = _minimal_rotation(np.broadcast_to(_DISTAL_REST, local_dir.shape), local_dir)
+    swing[np.linalg.norm(local_dir, axis=-1) <= 1e-12] = np.eye(3)  # a zero-length bone: its parent's frame
+    rot[..., _PROXIMAL, :, :] = proximal
+    rot[..., _DISTAL, :, :] = proximal @ swing
+    return rot

@@ -1,0 +1,70 @@
+"""The pipeline's sequence TrackLifter: windows from track histories, per-person bone lengths, rotations."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pytest
+import torch
+
+from petr_ros import kinematics
+from petr_ros.bone_lengths import MIRROR_BONE, measure_bone_lengths
+from petr_ros.estimator import PersonPose
+from petr_ros.model.lifter import LifterConfig, build_lifter
+from petr_ros.pipeline import TrackHistory, TrackLifter
+from petr_ros.sequence_lifting import SequenceTrackLifter, window_indices
+
+torch.set_num_threads(2)
+
+
+def _history(pid: int, frames: int, rate_hz: float = 30.0, seed: int = 0) -> TrackHistory:
+    rng = np.random.default_rng(seed)
+    rest = kinematics.winter_rest_pose(1.7)[:, :2] * 200 + 300
+    kps = [(rest + rng.normal(0, 3, rest.shape)).astype(np.float32) for _ in range(frames)]
+    conf = [np.full(17, 0.9, np.float32) for _ in range(frames)]
+    pose = PersonPose(np.zeros((17, 3), np.float32), np.tile([0, 0, 0, 1.0], (17, 1)).astype(np.float32), kps[-1],
+                      conf[-1], np.array([0, 0, 600, 600], np.float32), 0.9, pid)
+    return TrackHistory(pid, deque(np.arange(frames) / rate_hz), deque(kps), deque(conf), pose)
+
+
+def _lifter(window: int = 9) -> SequenceTrackLifter:
+    torch.manual_seed(0)
+    cfg = LifterConfig(variant="bones", architecture="sequence", window=window, num_layers=1, d_model=32, nhead=4,
+                       dim_feedforward=32, dropout=0.0)
+    return SequenceTrackLifter(build_lifter(cfg))
+
+
+def test_window_indices_keep_the_newest_and_resample_fast_streams() -> None:
+    assert window_indices(np.arange(5) / 30, 9).tolist() == [0, 1, 2, 3, 4]
+    assert window_indices(np.arange(40) / 30, 9).tolist() == list(range(31, 40))
+    fast = window_indices(np.arange(60) / 120, 9)  # 120 Hz: every 4th frame (30 Hz), the newest last
+    assert fast[-1] == 59 and np.all(np.diff(fast) == 4) and len(fast) == 9
+
+
+def test_lifts_tracks_of_any_age_with_steady_symmetric_bones() -> None:
+    lifter = _lifter()
+    assert isinstance(lifter, TrackLifter)
+    histories = [_history(1, 1), _history(2, 20, seed=1), _history(3, 200, rate_hz=120.0, seed=2)]
+    windows = lifter.windows(histories)
+    assert windows.shape == (3, 9, 17, 2)
+    assert (windows[0, :8] == 0).all() and (windows[0, 8] != 0).any()  # a new track: one frame, the rest missing
+    assert (windows[1] != 0).any(axis=(1, 2)).all()
+    joints, quats = lifter.lift_tracks(histories)
+    assert joints.shape == (3, 17, 3) and quats.shape == (3, 17, 4)
+    np.testing.assert_allclose(np.linalg.norm(quats, axis=-1), 1.0, atol=1e-5)
+    lengths = measure_bone_lengths(joints)
+    np.testing.assert_allclose(lengths, lengths[:, MIRROR_BONE], atol=1e-5)
+    # the same person over frames keeps one set of bone lengths once it has settled
+    seen = []
+    for t in range(30):
+        h = _history(2, 21 + t, seed=10 + t)
+        seen.append(measure_bone_lengths(lifter.lift_tracks([h])[0][0]))
+    late = np.array(seen[10:])
+    assert (late.std(0) / late.mean(0)).max() < 0.05
+    lifter.reset()
+
+
+def test_refuses_single_frame_lifters() -> None:
+    with pytest.raises(TypeError, match="sequence lifter"):
+        SequenceTrackLifter(build_lifter(LifterConfig()))
