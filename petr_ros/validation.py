@@ -35,8 +35,3 @@ def check_points(
         raise ValueError(f"{name} (shape {arr.shape}) contains {bad} NaN/inf values")
     return arr
 
-
-def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
-    """Raise ValueError when two arrays that must match element-wise do not."""
-    if tuple(a.shape) != tuple(b.shape):
-        raise ValueError(f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")

@@ -9,23 +9,24 @@
    processing rate (the next frame goes out when the node has answered the previous one, so the node's
    one-slot input never drops a frame), and subscribes to its MarkerArray, PoseArray and SkeletonArray;
 4. records those topics (plus a JPEG copy of each input frame and /diagnostics) to an MCAP rosbag2;
-5. writes pictures drawn only from what the node published: `demo.png` (contact sheet) and `demo.gif`, each
-   panel the frame with the 2D keypoints beside the 3D skeletons with their joint axes, drawn like RViz from the
-   MarkerArray and PoseArray; and `summary.json` / `summary.txt` (frames, people, rates, latency).
+5. writes pictures drawn only from what the node published (decoded by `petr_ros.ros.messages`): `demo.png`
+   (contact sheet) and `demo.gif`, each panel the frame with the 2D keypoints beside the 3D skeletons with their
+   joint axes, drawn like RViz from the MarkerArray and PoseArray; and `summary.json` / `summary.txt` (frames,
+   people, rates, latency) (`petr_ros.tools.demo_report`).
 
-ROS is imported only inside the functions that talk to the graph: the rendering and the summary are pure.
+This module is the player (`NodePlayer`: publish a frame, wait for its answer, record); ROS is imported only
+inside the functions that talk to the graph. Video reading, pictures and summary are pure (`petr_ros.tools`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from typing import Any
 import numpy as np
 
 from petr_ros.ros.process import NodeProcess
+from petr_ros.tools.demo_report import DemoFrame, render_outputs, summarise, write_summary
+from petr_ros.tools.video import read_frames
 
 LOG = logging.getLogger("petr_demo")
 REPO = Path(__file__).resolve().parents[2]
@@ -91,69 +94,12 @@ class DemoConfig:
     from_bag: Path | None = None  # only draw the pictures from this bag
 
 
-@dataclass
-class Frame:
-    index: int  # frame number in the video
-    stamp_ns: int  # the video's own time of the frame (start + index / fps)
-    rgb: np.ndarray
-    published_s: float = 0.0  # time.monotonic() at publish
-    answered_s: float | None = None  # time.monotonic() when its SkeletonArray came back
-    messages: dict[str, Any] = field(default_factory=dict)  # output key -> deserialised message
-
-
-# --- video ------------------------------------------------------------------------------------------------------
-def read_frames(path: Path, count: int, width: int, first: int = 0, last: int = -1) -> tuple[
-    list[tuple[int, np.ndarray]], float, tuple[int, int]
-]:
-    """`count` frames evenly spread over video frames first..last (-1: the end), as RGB downscaled to `width` px
-    (never upscaled). Returns ([(frame index, rgb)], fps, (original width, height))."""
-    import cv2
-
-    if not path.is_file():
-        raise FileNotFoundError(f"video {path} not found (scripts/fetch_assets.sh fetches the demo video)")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise ValueError(f"cannot open video {path} with OpenCV")
-    try:
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        fps = float(cap.get(cv2.CAP_PROP_FPS)) or 30.0
-        size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        if total <= 0:
-            raise ValueError(f"video {path} reports no frames")
-        last = total - 1 if last < 0 else min(last, total - 1)
-        if not 0 <= first <= last:
-            raise ValueError(f"frame range {first}..{last} is empty or outside the video's 0..{total - 1}")
-        span = last - first + 1
-        wanted = sorted(set(np.linspace(first, last, min(count, span)).round().astype(int).tolist()))
-        out: list[tuple[int, np.ndarray]] = []
-        index = 0
-        for target in wanted:
-            while index < target:  # grab() skips without converting the frame
-                if not cap.grab():
-                    break
-                index += 1
-            ok, bgr = cap.read()
-            index += 1
-            if not ok:
-                break
-            h, w = bgr.shape[:2]
-            if w > width:
-                bgr = cv2.resize(bgr, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
-            out.append((target, np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))))
-    finally:
-        cap.release()
-    if not out:
-        raise ValueError(f"could not decode any frame of {path}")
-    return out, fps, size
-
-
 # --- the node process -------------------------------------------------------------------------------------------
 def private_domain_id() -> int:
     """A ROS domain id of this run's own (150..199), away from 0 and from the test suite's 61 and 70..119."""
     return 150 + os.getpid() % 50
 
 
-# --- the run ----------------------------------------------------------------------------------------------------
 def node_environment(cfg: DemoConfig, out: Path) -> tuple[dict[str, str], int]:
     """Environment of the node process (and of this one's ROS context): a private domain, localhost discovery,
     the shared-memory Fast DDS profile on both sides."""
@@ -174,7 +120,7 @@ def start_node(cfg: DemoConfig, out: Path) -> tuple[NodeProcess, int]:
     params = {"torch_threads": "1", "diagnostics_period": "1.0"}
     params.update(cfg.node_params)
     LOG.info("starting %s on ROS_DOMAIN_ID=%d (params: %s)", NODE_NAME, domain,
-             ", ".join(f"{k}={v}" for k, v in params.items()))  # fmt: skip
+             ", ".join(f"{k}={v}" for k, v in params.items()))
     remaps = {"image": IMAGE_TOPIC, "camera_info": CAMERA_INFO_TOPIC}
     return NodeProcess(env, out / "node.log", params, remaps=remaps), domain
 
@@ -194,163 +140,185 @@ def camera_info_msg(focal_px: float, video_width: int, width: int, height: int) 
     return msg
 
 
-def run_through_node(cfg: DemoConfig, frames: list[Frame], out: Path, node_proc: NodeProcess, domain: int,
-                     t_start: float, video_width: int) -> dict[str, Any]:  # fmt: skip
-    """Stream the frames to the running node one at a time and record its outputs; fills each Frame's messages.
-    Stops the node at the end (or on any error)."""
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from geometry_msgs.msg import PoseArray
-    from petr_ros_msgs.msg import SkeletonArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-    from std_msgs.msg import Header
-    from visualization_msgs.msg import MarkerArray
+# --- the player -------------------------------------------------------------------------------------------------
+class NodePlayer:
+    """The demo's side of the graph: publishes frames to the node, records its outputs (and the inputs as JPEG)
+    into an MCAP bag, and matches each output to its frame by the header stamp. `close()` finishes the bag (kept
+    only when `complete` was set) and leaves the graph."""
 
-    from petr_ros.image_codec import encode_compressed
-    from petr_ros.ros.bag import BagWriter
-    from petr_ros.ros.messages import rgb_to_image_msg
+    def __init__(self, domain: int, node_proc: NodeProcess, bag_path: Path, frames: list[DemoFrame],
+                 record_images: bool, record_camera_info: bool) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image
 
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain)
-    ros_node = rclpy.create_node("petr_demo_player", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(ros_node)
-    bag_path = out / "demo_bag"
-    if bag_path.exists():
-        shutil.rmtree(bag_path)  # the previous run's bag: this folder is the demo's own output
-    recorder = BagWriter(bag_path).__enter__()
-    bag_ok = False
-    by_stamp = {f.stamp_ns: f for f in frames}
-    diagnostics: list[Any] = []
-    try:
+        from petr_ros.ros.bag import BagWriter, message_class
+
+        self.node_proc = node_proc
+        self.record_images = record_images
+        self.by_stamp = {f.stamp_ns: f for f in frames}
+        self.diagnostics: list[Any] = []
+        self.complete = False
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node("petr_demo_player", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        if bag_path.exists():
+            shutil.rmtree(bag_path)  # the previous run's bag: this folder is the demo's own output
+        self.bag_path = bag_path
+        self.recorder = BagWriter(bag_path).__enter__()
         reliable = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
-        image_pub = ros_node.create_publisher(Image, IMAGE_TOPIC, reliable)
-        info_pub = ros_node.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, reliable)
-        camera_info = None
-        if cfg.focal_px:
-            camera_info = camera_info_msg(cfg.focal_px, video_width, frames[0].rgb.shape[1], frames[0].rgb.shape[0])
-            recorder.add_topic(CAMERA_INFO_TOPIC, "sensor_msgs/msg/CameraInfo")
-        if cfg.record_images:
-            recorder.add_topic(RECORDED_IMAGE_TOPIC, "sensor_msgs/msg/CompressedImage")
-        classes = {"skeletons": SkeletonArray, "markers": MarkerArray, "poses": PoseArray,
-                   "diagnostics": DiagnosticArray}  # fmt: skip
-        for key, (topic, msgtype) in list(OUTPUT_TOPICS.items()) + [("diagnostics", DIAGNOSTICS_TOPIC)]:
-            recorder.add_topic(topic, msgtype)
-            cls = classes[key]
+        self.image_pub = self.node.create_publisher(Image, IMAGE_TOPIC, reliable)
+        self.info_pub = self.node.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, reliable)
+        if record_camera_info:
+            self.recorder.add_topic(CAMERA_INFO_TOPIC, "sensor_msgs/msg/CameraInfo")
+        if record_images:
+            self.recorder.add_topic(RECORDED_IMAGE_TOPIC, "sensor_msgs/msg/CompressedImage")
+        for key, (topic, msgtype) in [*OUTPUT_TOPICS.items(), ("diagnostics", DIAGNOSTICS_TOPIC)]:
+            self.recorder.add_topic(topic, msgtype)
+            cls = message_class(msgtype)
+            self.node.create_subscription(cls, topic, self._receiver(key, topic, cls), reliable, raw=True)
 
-            def on_raw(raw: bytes, key: str = key, topic: str = topic, cls: Any = cls) -> None:
-                now = time.monotonic()
-                recorder.write(topic, raw, time.time_ns())
-                msg = deserialize_message(raw, cls)
-                if key == "diagnostics":
-                    diagnostics.append(msg)
-                    return
-                header = msg.markers[0].header if key == "markers" and msg.markers else getattr(msg, "header", None)
-                if header is None:
-                    return
-                stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-                frame = by_stamp.get(stamp)
-                if frame is None:
-                    return
-                frame.messages[key] = msg
-                if key == "skeletons" and frame.answered_s is None:
-                    frame.answered_s = now
+    def _receiver(self, key: str, topic: str, cls: type) -> Callable[[bytes], None]:
+        from rclpy.serialization import deserialize_message
 
-            ros_node.create_subscription(cls, topic, on_raw, reliable, raw=True)
+        from petr_ros.ros.messages import output_stamp_ns
 
-        def spin_until(predicate: Any, timeout: float) -> bool:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if predicate():
-                    return True
-                if not node_proc.alive():
-                    return predicate()
-                executor.spin_once(timeout_sec=0.01)
-            return predicate()
+        def receive(raw: bytes) -> None:
+            now = time.monotonic()
+            self.recorder.write(topic, raw, time.time_ns())  # serialised, straight into the bag
+            msg = deserialize_message(raw, cls)
+            if key == "diagnostics":
+                self.diagnostics.append(msg)
+                return
+            frame = self.by_stamp.get(output_stamp_ns(msg))
+            if frame is None:
+                return
+            frame.messages[key] = msg
+            if key == "skeletons" and frame.answered_s is None:
+                frame.answered_s = now
 
-        def ready() -> bool:
-            return image_pub.get_subscription_count() > 0 and all(
-                ros_node.count_publishers(topic) > 0 for topic, _ in OUTPUT_TOPICS.values())
+        return receive
 
+    def spin_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Spin until predicate() holds, the timeout passes or the node process ends."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            if not self.node_proc.alive():
+                return predicate()
+            self.executor.spin_once(timeout_sec=0.01)
+        return predicate()
+
+    def node_ready(self) -> bool:
+        """The node subscribes to the images and publishes every output."""
+        return self.image_pub.get_subscription_count() > 0 and all(
+            self.node.count_publishers(topic) > 0 for topic, _ in OUTPUT_TOPICS.values())
+
+    def send_camera_info(self, msg: Any, stamp_ns: int | None = None) -> None:
+        from petr_ros.ros.messages import stamp_from_ns
+
+        if stamp_ns is None:  # before the stream: wait for the node to listen, then give it time to take it
+            self.spin_until(lambda: self.info_pub.get_subscription_count() > 0, 5.0)
+            self.info_pub.publish(msg)
+            self.spin_until(lambda: False, 0.3)
+            return
+        msg.header.stamp = stamp_from_ns(stamp_ns)  # with each frame, its stamp (the bag gets a copy)
+        self.info_pub.publish(msg)
+        self.recorder.write(CAMERA_INFO_TOPIC, msg, stamp_ns)
+
+    def play(self, frame: DemoFrame, timeout_s: float) -> bool:
+        """Publish one frame (and record a JPEG copy) and wait for its SkeletonArray; True when it came."""
+        from sensor_msgs.msg import CompressedImage
+        from std_msgs.msg import Header
+
+        from petr_ros.image_codec import encode_compressed
+        from petr_ros.ros.messages import rgb_to_image_msg, stamp_from_ns
+
+        header = Header(frame_id=FRAME_ID, stamp=stamp_from_ns(frame.stamp_ns))
+        msg = rgb_to_image_msg(frame.rgb, header)
+        frame.published_s = time.monotonic()
+        self.image_pub.publish(msg)
+        if self.record_images:  # the bag alone replays video + skeletons
+            jpeg = encode_compressed(frame.rgb, "jpeg", quality=80)
+            self.recorder.write(RECORDED_IMAGE_TOPIC, CompressedImage(header=header, format="jpeg", data=jpeg),
+                                frame.stamp_ns)
+        answered = self.spin_until(lambda: frame.answered_s is not None, timeout_s)
+        if not self.node_proc.alive():
+            raise RuntimeError(f"{NODE_NAME} exited during the run; its log ({self.node_proc.log_path}):\n"
+                               + "\n".join(self.node_proc.log().splitlines()[-25:]))
+        return answered
+
+    def close(self) -> None:
+        # The bag goes into place only when complete (BagWriter renames it on a clean exit).
+        self.recorder.__exit__(None if self.complete else RuntimeError, None, None)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        import rclpy
+
+        rclpy.try_shutdown(context=self.context)
+
+
+def run_through_node(cfg: DemoConfig, frames: list[DemoFrame], out: Path, node_proc: NodeProcess, domain: int,
+                     t_start: float, video_width: int) -> dict[str, Any]:
+    """Stream the frames to the running node one at a time and record its outputs; fills each frame's messages.
+    Stops the node at the end (or on any error)."""
+    from petr_ros.ros.messages import diagnostic_values
+
+    player = NodePlayer(domain, node_proc, out / "demo_bag", frames, cfg.record_images, bool(cfg.focal_px))
+    try:
         LOG.info("waiting for the node to load the model and subscribe to %s ...", IMAGE_TOPIC)
-        if not spin_until(ready, cfg.startup_timeout_s):
+        if not player.spin_until(player.node_ready, cfg.startup_timeout_s):
             tail = "\n".join(node_proc.log().splitlines()[-25:])
             raise RuntimeError(f"{NODE_NAME} did not come up within {cfg.startup_timeout_s:.0f} s "
                                f"(exit code {node_proc.proc.poll()}); its log ({node_proc.log_path}):\n{tail}")
         startup_s = time.monotonic() - t_start
         model_line = next((ln for ln in node_proc.log().splitlines() if "model ready" in ln), "")
         LOG.info("node ready after %.1f s%s", startup_s, f": {model_line.split(']: ')[-1]}" if model_line else "")
-
-        if camera_info is not None:
-            # Intrinsics first, so that the first frame is already placed metrically.
-            spin_until(lambda: info_pub.get_subscription_count() > 0, 5.0)
-            info_pub.publish(camera_info)
-            spin_until(lambda: False, 0.3)
+        camera_info = None
+        if cfg.focal_px:
+            camera_info = camera_info_msg(cfg.focal_px, video_width, frames[0].rgb.shape[1], frames[0].rgb.shape[0])
+            player.send_camera_info(camera_info)  # intrinsics first: the first frame is already placed metrically
             LOG.info("camera intrinsics: fx = fy = %.1f px at %dx%d (from %.1f px at the video's width)",
-                     camera_info.k[0], camera_info.width, camera_info.height, cfg.focal_px)  # fmt: skip
+                     camera_info.k[0], camera_info.width, camera_info.height, cfg.focal_px)
         t_stream = time.monotonic()
         for i, frame in enumerate(frames):
-            header = Header(frame_id=FRAME_ID)
-            header.stamp.sec, header.stamp.nanosec = divmod(frame.stamp_ns, 1_000_000_000)
-            msg = rgb_to_image_msg(frame.rgb, header)
             if camera_info is not None:
-                camera_info.header = header
-                info_pub.publish(camera_info)
-                recorder.write(CAMERA_INFO_TOPIC, camera_info, frame.stamp_ns)
-            frame.published_s = time.monotonic()
-            image_pub.publish(msg)
-            if cfg.record_images:  # a JPEG copy of the input, so the bag alone replays video + skeletons
-                jpeg = encode_compressed(frame.rgb, "jpeg", quality=80)
-                recorder.write(RECORDED_IMAGE_TOPIC, CompressedImage(header=header, format="jpeg", data=jpeg),
-                               frame.stamp_ns)  # fmt: skip
-            answered = spin_until(lambda f=frame: f.answered_s is not None, cfg.frame_timeout_s)
-            if not node_proc.alive():
-                raise RuntimeError(f"{NODE_NAME} exited during the run; its log ({node_proc.log_path}):\n"
-                                   + "\n".join(node_proc.log().splitlines()[-25:]))
-            people = len(frame.messages["skeletons"].skeletons) if answered else 0
-            if not answered:
+                player.send_camera_info(camera_info, frame.stamp_ns)
+            if not player.play(frame, cfg.frame_timeout_s):
                 LOG.warning("frame %d (video frame %d): no answer within %.1f s", i, frame.index, cfg.frame_timeout_s)
             if i % 10 == 0 or i == len(frames) - 1:
+                people = len(frame.messages["skeletons"].skeletons) if "skeletons" in frame.messages else 0
                 LOG.info("frame %2d/%d (video frame %3d): %d people, %.0f ms", i + 1, len(frames), frame.index,
-                         people, 1000 * ((frame.answered_s or time.monotonic()) - frame.published_s))  # fmt: skip
+                         people, 1000 * ((frame.answered_s or time.monotonic()) - frame.published_s))
         stream_s = time.monotonic() - t_stream
         # Markers and poses of the last frame, and a /diagnostics message sent after it (counts of every frame).
-        seen = len(diagnostics)
-        spin_until(lambda: all(k in frames[-1].messages for k in OUTPUT_TOPICS) and len(diagnostics) > seen,
-                   2.5 * float(cfg.node_params.get("diagnostics_period", 1.0)))  # fmt: skip
-        bag_ok = True
+        seen = len(player.diagnostics)
+        player.spin_until(lambda: all(k in frames[-1].messages for k in OUTPUT_TOPICS) and len(player.diagnostics)
+                          > seen, 2.5 * float(cfg.node_params.get("diagnostics_period", 1.0)))
+        player.complete = True
     finally:
-        # The bag goes into place only when complete (BagWriter renames it on a clean exit).
-        recorder.__exit__(None if bag_ok else RuntimeError, None, None)
-        executor.shutdown()
-        ros_node.destroy_node()
-        rclpy.try_shutdown(context=context)
-        code = node_proc.stop()
-        LOG.info("node stopped (exit code %s)", code)
-    from petr_ros.ros.messages import diagnostic_values
-
+        player.close()
+        LOG.info("node stopped (exit code %s)", node_proc.stop())
     return {
         "domain_id": domain,
         "node_startup_s": startup_s,
         "stream_s": stream_s,
-        "bag_counts": dict(recorder.counts),
-        "placement": sorted({("intrinsics" if sk.placement == 1 else "default_depth")
-                             for f in frames if "skeletons" in f.messages
-                             for sk in f.messages["skeletons"].skeletons}),  # fmt: skip
-        "bag": str(bag_path),
-        "node_diagnostics": diagnostic_values(diagnostics[-1]) if diagnostics else {},
+        "bag_counts": dict(player.recorder.counts),
+        "bag": str(player.bag_path),
+        "node_diagnostics": diagnostic_values(player.diagnostics[-1]) if player.diagnostics else {},
         "node_log": str(node_proc.log_path),
         "node_model_line": model_line.split("]: ")[-1] if model_line else "",
     }
 
 
-# --- pictures from the node's messages --------------------------------------------------------------------------
-def views_from_messages(frame: Frame) -> tuple[list[Any], list[Any]]:
-    """The people (from the SkeletonArray) and the 3D marker primitives (the MarkerArray's sphere and line lists
-    plus the PoseArray's joint axes) of one answered frame, decoded by `petr_ros.ros.messages`."""
+# --- from messages to pictures ----------------------------------------------------------------------------------
+def decode_frame(frame: DemoFrame) -> None:
+    """Fill a frame's people (its SkeletonArray) and 3D primitives (its MarkerArray's sphere and line lists plus
+    the PoseArray's joint axes) from the messages the node sent for it."""
     from petr_ros.render import axis_primitive
     from petr_ros.ros.messages import (
         joint_frames_from_pose_array,
@@ -358,73 +326,28 @@ def views_from_messages(frame: Frame) -> tuple[list[Any], list[Any]]:
         primitives_from_marker_array,
     )
 
-    skeletons = frame.messages.get("skeletons")
-    markers = frame.messages.get("markers")
-    poses = frame.messages.get("poses")
-    primitives = primitives_from_marker_array(markers) if markers is not None else []
-    if poses is not None and poses.poses:
-        primitives.insert(0, axis_primitive(*joint_frames_from_pose_array(poses), length=0.12))
-    persons = persons_from_skeleton_array(skeletons) if skeletons is not None else []
-    return persons, primitives
+    msgs = frame.messages
+    frame.persons = persons_from_skeleton_array(msgs["skeletons"]) if "skeletons" in msgs else None
+    frame.primitives = primitives_from_marker_array(msgs["markers"]) if "markers" in msgs else []
+    if "poses" in msgs and msgs["poses"].poses:
+        frame.primitives.insert(0, axis_primitive(*joint_frames_from_pose_array(msgs["poses"]), length=0.12))
 
 
-def render_outputs(cfg: DemoConfig, frames: list[Frame], out: Path, fps: float) -> dict[str, str]:
-    """demo.png (contact sheet) and demo.gif from the answered frames."""
-    from petr_ros.render import PanelRenderer, contact_sheet, save_gif, save_png, scene_limits
-
-    answered = [f for f in frames if "skeletons" in f.messages]
-    if not answered:
-        raise RuntimeError("the node answered no frame: nothing to draw (see node.log)")
-    all_positions = [np.array([[p.x, p.y, p.z] for p in sk.positions])
-                     for f in answered for sk in f.messages["skeletons"].skeletons]  # fmt: skip
-    limits = None
-    if all_positions:
-        # One view for the whole clip (no jumping axes), robust to a stray skeleton.
-        pts = np.concatenate(all_positions)
-        limits = scene_limits(np.stack([np.percentile(pts, 1, axis=0), np.percentile(pts, 99, axis=0)]))
-    renderer = PanelRenderer()
-    t0_ns = frames[0].stamp_ns - round(frames[0].index * 1e9 / fps)
-
-    def panel(frame: Frame) -> np.ndarray:
-        views, prims = views_from_messages(frame)
-        seconds = (frame.stamp_ns - t0_ns) / 1e9
-        title = (f"frame {frame.index} (t = {seconds:.2f} s): {len(views)} "
-                 f"{'person' if len(views) == 1 else 'people'}   |   3D: camera frame, joint axes x/y/z = r/g/b")
-        return renderer.render(frame.rgb, views, title=title, primitives=prims, limits=limits)
-
-    with_people = [f for f in answered if f.messages["skeletons"].skeletons] or answered
-    pick = np.linspace(0, len(with_people) - 1, min(cfg.sheet_frames, len(with_people))).round().astype(int)
-    sheet = contact_sheet([panel(with_people[i]) for i in sorted(set(pick.tolist()))], columns=2)
-    png = save_png(out / "demo.png", sheet)
-    LOG.info("wrote %s (%dx%d)", png, sheet.shape[1], sheet.shape[0])
-    pick = np.linspace(0, len(answered) - 1, min(cfg.gif_frames, len(answered))).round().astype(int)
-    gif_frames = [panel(answered[i]) for i in sorted(set(pick.tolist()))]
-    span = (answered[-1].index - answered[0].index) / fps
-    gif_fps = max(2.0, min(15.0, len(gif_frames) / max(span, 1e-3)))  # about real time
-    gif = save_gif(out / "demo.gif", gif_frames, fps=gif_fps, scale=0.75)
-    LOG.info("wrote %s (%d frames)", gif, len(gif_frames))
-    return {"png": str(png), "gif": str(gif)}
-
-
-def frames_from_bag(bag: Path, image_topic: str = RECORDED_IMAGE_TOPIC) -> tuple[list[Frame], float]:
+def frames_from_bag(bag: Path, image_topic: str = RECORDED_IMAGE_TOPIC) -> tuple[list[DemoFrame], float]:
     """Frames (input JPEG + the node's outputs, matched by header stamp) of a bag the demo (or petr_bag_record,
-    with a CompressedImage topic) recorded; returns them with the frame rate estimated from the stamps."""
-    from petr_ros.image_codec import decode_compressed
+    with a CompressedImage topic) recorded, decoded; returns them with the frame rate estimated from the stamps."""
     from petr_ros.ros.bag import read_bag
+    from petr_ros.ros.messages import image_msg_to_rgb, output_stamp_ns
 
     topics = {topic: key for key, (topic, _) in OUTPUT_TOPICS.items()}
-    frames: dict[int, Frame] = {}
-    outputs: list[tuple[str, int, Any]] = []
+    frames: dict[int, DemoFrame] = {}
+    outputs: list[tuple[str, int | None, Any]] = []
     for m in read_bag(bag, topics=[image_topic, *topics]):
-        msg = m.msg
+        stamp = output_stamp_ns(m.msg)
         if m.topic == image_topic:
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            frames[stamp] = Frame(len(frames), stamp, decode_compressed(msg.format, msg.data))
+            frames[stamp] = DemoFrame(len(frames), stamp, image_msg_to_rgb(m.msg))
         else:
-            header = msg.markers[0].header if m.topic.endswith("markers") and msg.markers else getattr(
-                msg, "header", None)  # fmt: skip
-            if header is not None:
-                outputs.append((topics[m.topic], header.stamp.sec * 1_000_000_000 + header.stamp.nanosec, msg))
+            outputs.append((topics[m.topic], stamp, m.msg))
     if not frames:
         raise ValueError(f"bag {bag} has no {image_topic} messages to draw the skeletons over")
     for key, stamp, msg in outputs:
@@ -433,94 +356,10 @@ def frames_from_bag(bag: Path, image_topic: str = RECORDED_IMAGE_TOPIC) -> tuple
     ordered = [frames[k] for k in sorted(frames)]
     for i, frame in enumerate(ordered):
         frame.index = i
+        decode_frame(frame)
     steps = np.diff([f.stamp_ns for f in ordered]) / 1e9
     fps = float(1.0 / np.median(steps)) if len(steps) and np.median(steps) > 0 else 10.0
     return ordered, fps
-
-
-# --- summary ----------------------------------------------------------------------------------------------------
-def summarise(cfg: DemoConfig, frames: list[Frame], run: dict[str, Any], fps: float, size: tuple[int, int],
-              pictures: dict[str, str], total_s: float) -> dict[str, Any]:  # fmt: skip
-    answered = [f for f in frames if f.answered_s is not None]
-    latencies = np.array([f.answered_s - f.published_s for f in answered]) * 1000.0
-    people = [len(f.messages["skeletons"].skeletons) for f in answered]
-    ids = sorted({sk.person_id for f in answered for sk in f.messages["skeletons"].skeletons})
-    stream_s = max(run["stream_s"], 1e-6)
-    first, last = frames[0].index, frames[-1].index
-    return {
-        "video": str(cfg.video),
-        "video_size": list(size),
-        "video_fps": round(fps, 3),
-        "published_size": [int(frames[0].rgb.shape[1]), int(frames[0].rgb.shape[0])],
-        "frames_published": len(frames),
-        "frames_answered": len(answered),
-        "video_frames_spanned": [first, last],
-        "people_per_frame": {"max": max(people, default=0), "mean": round(float(np.mean(people)), 3) if people else 0,
-                             "frames_with_people": int(sum(p > 0 for p in people))},
-        "person_ids": ids,
-        "input_rate_hz": round(len(frames) / stream_s, 3),
-        "processed_rate_hz": round(len(answered) / stream_s, 3),
-        "latency_ms": {"p50": round(float(np.percentile(latencies, 50)), 1) if len(latencies) else None,
-                       "p95": round(float(np.percentile(latencies, 95)), 1) if len(latencies) else None,
-                       "max": round(float(latencies.max()), 1) if len(latencies) else None,
-                       "what": "image published -> SkeletonArray received (decode, 2D, lift, publish, DDS both ways)"},
-        "node_startup_s": round(run["node_startup_s"], 2),
-        "stream_s": round(stream_s, 2),
-        "total_s": round(total_s, 2),
-        "backend": run["node_diagnostics"].get("backend", ""),
-        "device": run["node_diagnostics"].get("device", ""),
-        "node_model_line": run["node_model_line"],
-        "node_diagnostics": run["node_diagnostics"],
-        "camera_info": (f"fx = fy = {cfg.focal_px:.2f} px at {size[0]}x{size[1]}, centred" if cfg.focal_px
-                        else "none (node default: 60 degree field of view, pelvis at default_depth)"),
-        "placement": run["placement"],
-        "ros_domain_id": run["domain_id"],
-        "bag": run["bag"],
-        "bag_messages": run["bag_counts"],
-        "pictures": pictures,
-        "node_log": run["node_log"],
-    }
-
-
-def summary_text(s: dict[str, Any]) -> str:
-    lat = s["latency_ms"]
-    ppf = s["people_per_frame"]
-    d = s["node_diagnostics"]
-    lines = [
-        "petr_ros demo: a real video through petr_node over DDS",
-        f"video        {s['video']} ({s['video_size'][0]}x{s['video_size'][1]} @ {s['video_fps']:g} fps), "
-        f"frames {s['video_frames_spanned'][0]}..{s['video_frames_spanned'][1]}",
-        f"published    {s['frames_published']} frames at {s['published_size'][0]}x{s['published_size'][1]} rgb8, "
-        f"one at a time at the node's pace",
-        f"answered     {s['frames_answered']} frames; people per frame max {ppf['max']}, mean {ppf['mean']}, "
-        f"{ppf['frames_with_people']} frames with people; ids {s['person_ids']}",
-        f"rates        input {s['input_rate_hz']:.2f} Hz, processed {s['processed_rate_hz']:.2f} Hz",
-        f"latency      p50 {lat['p50']} ms, p95 {lat['p95']} ms, max {lat['max']} ms ({lat['what']})",
-        f"node         {s['node_model_line'] or s['backend']} (ready after {s['node_startup_s']} s)",
-        f"camera       {s['camera_info']}; skeletons placed by {', '.join(s['placement']) or '-'}",
-        f"node counts  received {d.get('received', '?')}, processed {d.get('processed', '?')}, dropped stale "
-        f"{d.get('dropped_stale', '?')}, invalid {d.get('dropped_invalid', '?')}, errors {d.get('errors', '?')}; "
-        f"inference p50 {d.get('inference_p50_ms', '?')} ms",
-        f"outputs      {s['pictures'].get('png')}, {s['pictures'].get('gif')}, bag {s['bag']} "
-        f"({sum(s['bag_messages'].values())} messages)",
-        f"total        {s['total_s']} s",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write a text file through a temporary file and os.replace (never a half-written summary)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def render_bag(cfg: DemoConfig, bag: Path) -> dict[str, str]:
@@ -528,7 +367,7 @@ def render_bag(cfg: DemoConfig, bag: Path) -> dict[str, str]:
     cfg.output.mkdir(parents=True, exist_ok=True)
     frames, fps = frames_from_bag(bag)
     LOG.info("%d frames in %s (%.1f fps)", len(frames), bag, fps)
-    return render_outputs(cfg, frames, cfg.output, fps)
+    return render_outputs(frames, cfg.output, fps, cfg.sheet_frames, cfg.gif_frames)
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
@@ -545,25 +384,25 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         LOG.info("reading %d frames of %s while the node starts ...", cfg.frames, cfg.video)
         raw, fps, size = read_frames(cfg.video, cfg.frames, cfg.width, cfg.first_frame, cfg.last_frame)
         start_ns = time.time_ns() // 1_000_000 * 1_000_000  # a realistic stamp base; frame times follow the video
-        frames = [Frame(i, start_ns + round(i * 1e9 / fps), rgb) for i, rgb in raw]
+        frames = [DemoFrame(i, start_ns + round(i * 1e9 / fps), rgb) for i, rgb in raw]
         LOG.info("%d frames (video frames %d..%d of a %dx%d, %.0f fps clip), published at %dx%d",
                  len(frames), frames[0].index, frames[-1].index, size[0], size[1], fps,
-                 frames[0].rgb.shape[1], frames[0].rgb.shape[0])  # fmt: skip
+                 frames[0].rgb.shape[1], frames[0].rgb.shape[0])
         run = run_through_node(cfg, frames, out, node_proc, domain, t0, size[0])
     finally:
         node_proc.stop()  # no-op when it already stopped; never leave the node behind
-    pictures = render_outputs(cfg, frames, out, fps)
-    summary = summarise(cfg, frames, run, fps, size, pictures, time.monotonic() - t0)
-    _write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    text = summary_text(summary)
-    _write_atomic(out / "summary.txt", text)
+    for frame in frames:
+        decode_frame(frame)
+    pictures = render_outputs(frames, out, fps, cfg.sheet_frames, cfg.gif_frames)
+    summary = summarise(frames, run, fps, size, pictures, time.monotonic() - t0, str(cfg.video), cfg.focal_px)
+    text = write_summary(out, summary)
     LOG.info("done in %.1f s\n%s", summary["total_s"], text)
     return summary
 
 
 def parse_args(argv: list[str] | None = None) -> DemoConfig:
     parser = argparse.ArgumentParser(prog="petr_demo", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--video", type=Path, default=default_video(), help="video file (any OpenCV can read)")
     parser.add_argument("--output", type=Path, default=Path("outputs/demo"), help="output folder")
     parser.add_argument("--frames", type=int, default=60, help="frames to send, evenly spread over the video")
@@ -584,7 +423,7 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
     parser.add_argument("--lifter-checkpoint", default="", help="lifter .pt (default: the one shipped)")
     parser.add_argument("--hrnet-weights", default="", help="HRNet-W32 COCO weights: use the hrnet backend")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
-                        help="extra petr_node parameter, e.g. -p smoothing:=true (repeatable)")  # fmt: skip
+                        help="extra petr_node parameter, e.g. -p smoothing:=true (repeatable)")
     args = parser.parse_args(argv)
     params: dict[str, str] = {}
     if args.lifter_checkpoint:
@@ -596,15 +435,13 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
             parser.error(f"--param expects NAME:=VALUE, got {item!r}")
         key, value = item.split(":=", 1)
         params[key.strip()] = value.strip()
-    focal = args.focal_px
-    if focal < 0:
-        parser.error(f"--focal-px must be >= 0, got {focal}")
+    if args.focal_px < 0:
+        parser.error(f"--focal-px must be >= 0, got {args.focal_px}")
     return DemoConfig(video=args.video, output=args.output, frames=args.frames, width=args.width,
-                      focal_px=focal or None,
-                      first_frame=args.first_frame, last_frame=args.last_frame,
+                      focal_px=args.focal_px or None, first_frame=args.first_frame, last_frame=args.last_frame,
                       domain_id=args.domain_id, node_params=params, frame_timeout_s=args.frame_timeout,
                       gif_frames=args.gif_frames, sheet_frames=args.sheet_frames,
-                      record_images=not args.no_record_images, from_bag=args.from_bag)  # fmt: skip
+                      record_images=not args.no_record_images, from_bag=args.from_bag)
 
 
 def main(argv: list[str] | None = None) -> int:
