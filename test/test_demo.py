@@ -32,7 +32,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     domain = 110 + os.getpid() % 10  # 110..119: away from the node tests' 70..101 and the demo's own 150..199
     args = [sys.executable, "-m", "petr_ros.ros.demo", "--output", str(out), "--frames", str(FRAMES),
             "--first-frame", str(FIRST), "--last-frame", str(LAST), "--gif-frames", str(FRAMES),
-            "--sheet-frames", "2", "--domain-id", str(domain), "--focal-px", str(SPORTS2D_FOCAL_PX)]  # fmt: skip
+            "--sheet-frames", "2", "--domain-id", str(domain), "--focal-px", str(SPORTS2D_FOCAL_PX)]
     proc = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, f"demo failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return out
@@ -69,7 +69,7 @@ def test_outputs_and_summary(demo_run: Path) -> None:
     for m in read_bag(demo_run / "demo_bag"):
         counts[m.topic] += 1
     for topic in ("/petr_node/skeletons", "/petr_node/markers", "/petr_node/poses",
-                  "/demo/camera/image_raw/compressed"):  # fmt: skip
+                  "/demo/camera/image_raw/compressed"):
         assert counts[topic] == FRAMES, counts
     # Two people tracked through the clip: two ids, each seen in most frames.
     ids = [sk.person_id for frame in skeletons_from_bag(demo_run) for sk in frame]

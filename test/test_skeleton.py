@@ -79,7 +79,7 @@ def test_coco_to_h36m_on_a_hand_made_person() -> None:
         "left_shoulder": (70, 30), "right_shoulder": (30, 30), "left_elbow": (75, 50), "right_elbow": (25, 50),
         "left_wrist": (78, 70), "right_wrist": (22, 70), "left_hip": (60, 80), "right_hip": (40, 80),
         "left_knee": (61, 110), "right_knee": (39, 110), "left_ankle": (62, 140), "right_ankle": (38, 140),
-    }  # fmt: skip
+    }
     for name, xy in named.items():
         coco[S.COCO_JOINT_NAMES.index(name)] = xy
     scores = np.full(17, 0.9)

@@ -17,7 +17,7 @@ def make_pose(joints3d: np.ndarray, rotations: np.ndarray, person_id: int, keypo
     box = np.array([*keypoints2d.min(0), *keypoints2d.max(0)], np.float32)
     conf = np.ones(NUM_JOINTS, np.float32)
     return PersonPose(joints3d.astype(np.float32), rotations.astype(np.float32), keypoints2d.astype(np.float32),
-                      conf, box, 1.0, person_id)  # fmt: skip
+                      conf, box, 1.0, person_id)
 
 
 def test_slerp_matches_scipy() -> None:
