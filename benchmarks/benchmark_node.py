@@ -1,11 +1,12 @@
-"""petr_node end to end vs the model alone, and image-in -> markers-out latency per DDS profile (prints figures).
+"""petr_node end to end vs its pipeline alone, and image-in -> markers-out latency per DDS profile (prints figures).
 
     python benchmarks/benchmark_node.py [--backend mediapipe|hrnet] [--threads 1] [--width 1280] [--seconds 20]
 
-1. Model only: PoseEstimator.estimate in this process on the benchmark frames, back to back -> frames/s.
-2. Node: petr_node in its own process (same backend, lifter, threads), fed over DDS faster than the model can go
-   (2x the model rate) with the same frames; SkeletonArray messages out per second in the steady state -> frames/s.
-   Ratio node / model (goal >= 0.95: the ROS plumbing costs < 5 %).
+1. Pipeline only: `FramePipeline.process` (the node's per-frame work without ROS: estimate, reject, track, lift,
+   smooth, place, with the node's settings) in this process on the benchmark frames, back to back -> frames/s.
+2. Node: petr_node in its own process (same backend, lifter, threads), fed over DDS faster than the pipeline can
+   go (2x its rate) with the same frames; SkeletonArray messages out per second in the steady state -> frames/s.
+   Ratio node / pipeline (goal >= 0.95: the ROS plumbing costs < 5 %).
 3. Latency: frames at half the model rate (the node is idle when each arrives), time from publish (the header
    stamp, wall clock) to the MarkerArray arriving back here: p50 / p95, once with the default Fast DDS transports
    and once with the shipped config/fastdds_shm.xml (loaded by both processes).
@@ -33,21 +34,14 @@ SHM_PROFILE = REPO / "config" / "fastdds_shm.xml"
 
 
 def load_frames(width: int, count: int) -> list[np.ndarray]:
-    import cv2
+    from petr_ros.tools.video import read_frames
 
     path = ASSETS / "sports2d_demo.mp4"
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while len(frames) < count:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        h = int(round(bgr.shape[0] * width / bgr.shape[1] / 2)) * 2
-        frames.append(cv2.cvtColor(cv2.resize(bgr, (width, h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
-    cap.release()
-    if not frames:
-        raise SystemExit(f"no frames read from {path} (run scripts/setup_env.sh)")
-    return frames
+    try:
+        frames, _, _ = read_frames(path, count, width, first=0, last=count - 1)  # the first `count` frames
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"{exc} (run scripts/setup_env.sh)") from exc
+    return [rgb for _, rgb in frames]
 
 
 def lifter_path(tmp: Path) -> str:
@@ -76,22 +70,25 @@ def hrnet_path(tmp: Path) -> str:
     return str(path)
 
 
-def model_only(args: argparse.Namespace, frames: list[np.ndarray], lifter: str, hrnet: str | None) -> float:
+def pipeline_only(args: argparse.Namespace, frames: list[np.ndarray], lifter: str, hrnet: str | None) -> float:
+    """Frames/s of FramePipeline.process with the node's settings of this benchmark (frames 1/30 s apart)."""
     import torch
 
-    from petr_ros.estimator import PoseEstimator
+    from petr_ros.pipeline import FramePipeline, PipelineSettings
 
     torch.set_num_threads(args.threads)
-    est = PoseEstimator(lifter_checkpoint=lifter, backend=args.backend, hrnet_weights=hrnet, device=args.device)
-    est.warmup()
-    for f in frames[:3]:
-        est.estimate(f)
-    n, t0 = 0, time.perf_counter()
+    core = PipelineSettings()
+    settings = PipelineSettings(lifter_checkpoint=lifter, backend=args.backend, hrnet_weights=hrnet, device=args.device,
+                                plausibility=core.plausibility.replaced(min_score=0.0), tracking=True)
+    pipeline = FramePipeline(settings)
+    for i, f in enumerate(frames[:3]):
+        pipeline.process(f, i / 30.0)
+    n, t0 = 3, time.perf_counter()
     while time.perf_counter() - t0 < args.seconds:
-        est.estimate(frames[n % len(frames)])
+        pipeline.process(frames[n % len(frames)], n / 30.0)
         n += 1
-    fps = n / (time.perf_counter() - t0)
-    est.close()
+    fps = (n - 3) / (time.perf_counter() - t0)
+    pipeline.close()
     return fps
 
 
@@ -104,7 +101,7 @@ def child(args: argparse.Namespace) -> None:
     from sensor_msgs.msg import Image
     from visualization_msgs.msg import MarkerArray
 
-    from petr_ros.ros.messages import rgb_to_image_msg
+    from petr_ros.ros.messages import output_stamp_ns, rgb_to_image_msg, stamp_from_ns
 
     frames = load_frames(args.width, args.frames)
     env = dict(os.environ)
@@ -128,8 +125,7 @@ def child(args: argparse.Namespace) -> None:
 
     def on_markers(m: MarkerArray) -> None:
         if m.markers:
-            h = m.markers[0].header.stamp
-            latencies.append(time.time_ns() - (h.sec * 1_000_000_000 + h.nanosec))
+            latencies.append(time.time_ns() - output_stamp_ns(m))
 
     probe.create_subscription(MarkerArray, "/petr_node/markers", on_markers, 50)
     diags: list[dict[str, str]] = []
@@ -142,7 +138,7 @@ def child(args: argparse.Namespace) -> None:
 
     def publish(i: int) -> None:
         m = msgs[i % len(msgs)]
-        m.header.stamp.sec, m.header.stamp.nanosec = divmod(time.time_ns(), 1_000_000_000)
+        m.header.stamp = stamp_from_ns(time.time_ns())
         pub.publish(m)
 
     def run(rate: float, seconds: float) -> None:
@@ -224,8 +220,8 @@ def main() -> None:
     print(f"frames: {len(frames)} of {ASSETS / 'sports2d_demo.mp4'} at {w}x{h}; backend {args.backend}, "
           f"device {args.device}, {args.threads} torch thread(s), {os.cpu_count()} CPUs, node input QoS "
           f"{args.input_reliability}")
-    model_fps = model_only(args, frames, lifter, hrnet)
-    print(f"model only:            {model_fps:7.2f} frames/s ({1000 / model_fps:.1f} ms/frame)")
+    model_fps = pipeline_only(args, frames, lifter, hrnet)
+    print(f"pipeline only:         {model_fps:7.2f} frames/s ({1000 / model_fps:.1f} ms/frame)")
 
     results = {}
     for profile in ("default", "shm"):
@@ -248,7 +244,7 @@ def main() -> None:
 
     for profile, r in results.items():
         label = "default Fast DDS" if profile == "default" else "SHM profile (16 MB)"
-        print(f"node end to end ({label}): {r['node_fps']:7.2f} frames/s, ratio node/model "
+        print(f"node end to end ({label}): {r['node_fps']:7.2f} frames/s, ratio node/pipeline "
               f"{r['node_fps'] / model_fps:.3f} (goal >= 0.95); in the node: input {r['node_input_hz']:.1f} Hz, "
               f"inference {r['node_inference_ms']:.1f} ms/frame, node's own work {r['node_postprocess_ms']:.2f} "
               f"ms/frame, worker in inference {r['node_fps'] * r['node_inference_ms'] / 10:.0f} % of the time")
