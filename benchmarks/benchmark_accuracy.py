@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from petr_ros import metrics  # noqa: E402
-from petr_ros.camera import Intrinsics, place_skeleton  # noqa: E402
+from petr_ros.camera import Intrinsics, place_skeleton, project  # noqa: E402
 from petr_ros.detection import PeopleTally, match_boxes  # noqa: E402
 from petr_ros.frontends.mediapipe import BLAZEPOSE_TO_COCO, MediaPipeFrontEnd  # noqa: E402
 from petr_ros.skeleton import coco_to_h36m  # noqa: E402
@@ -121,10 +121,19 @@ def _box_key(box: np.ndarray) -> bytes:
 
 
 # --- The pipeline under test: the one place that calls it -----------------------------------------------------
-def frame_runner(checkpoint: str | None, model_complexity: int) -> tuple[
-    Callable[[np.ndarray, float, Intrinsics | None], list[Person]], Callable[[], None], Callable[[], None]
-]:
-    """(run(rgb, stamp_s, intrinsics) -> people, reset(), close()) for the default pipeline with `checkpoint`.
+@dataclass
+class Runner:
+    """The pipeline under test: run(rgb, stamp_s, intrinsics) -> people; reset(); close(); and lift_2d(keypoints
+    (N, 17, 2) px) -> (N, 17, 3) m, the lifter alone on given 2D (for the oracle-2D row)."""
+
+    run: Callable[[np.ndarray, float, Intrinsics | None], list[Person]]
+    reset: Callable[[], None]
+    close: Callable[[], None]
+    lift_2d: Callable[[np.ndarray], np.ndarray]
+
+
+def frame_runner(checkpoint: str | None, model_complexity: int) -> Runner:
+    """The default pipeline with `checkpoint` (None: the shipped lifter).
 
     petr_ros.pipeline.FramePipeline when the package has it; else PoseEstimator + PersonTracker + place_skeleton
     (what the node did before the pipeline existed)."""
@@ -147,7 +156,7 @@ def frame_runner(checkpoint: str | None, model_complexity: int) -> tuple[
             return [Person(r.person_id, r.joints3d, r.joints3d_camera, r.keypoints2d, r.confidences, r.box,
                            frontend.take_world(r.box)) for r in out]
 
-        return run, pipeline.reset, pipeline.close
+        return Runner(run, pipeline.reset, pipeline.close, lambda kp: estimator.lift_keypoints(kp)[0])
 
     from petr_ros.tracking import PersonTracker
 
@@ -168,7 +177,7 @@ def frame_runner(checkpoint: str | None, model_complexity: int) -> tuple[
         tracker.reset()
         estimator.reset()
 
-    return run_estimator, reset, estimator.close
+    return Runner(run_estimator, reset, estimator.close, lambda kp: estimator.lift_keypoints(kp)[0])
 
 
 # --- Video ---------------------------------------------------------------------------------------------------
@@ -209,11 +218,11 @@ class VideoRun:
                 self.tracks.setdefault(p.person_id, []).append((f, p))
 
 
-def run_video(run: Callable, reset: Callable, name: str, frames: list[np.ndarray], fps: float,
+def run_video(runner: Runner, name: str, frames: list[np.ndarray], fps: float,
               intrinsics: Intrinsics | None = None) -> VideoRun:
-    reset()
+    runner.reset()
     t0 = time.perf_counter()
-    people = [run(rgb, i / fps, intrinsics) for i, rgb in enumerate(frames)]
+    people = [runner.run(rgb, i / fps, intrinsics) for i, rgb in enumerate(frames)]
     return VideoRun(name, people, time.perf_counter() - t0, fps)
 
 
@@ -249,8 +258,10 @@ def match_reference(video: VideoRun, names: list[str], boxes: np.ndarray) -> tup
     return matched, tally
 
 
-def labelled_scores(video: VideoRun, ref: dict[str, np.ndarray], matched: list[int | None]) -> dict[str, dict]:
-    """The labelled measures for petr_ros and BlazePose (mm, degrees, %, m) and the reference's own limb CV."""
+def labelled_scores(video: VideoRun, ref: dict[str, np.ndarray], matched: list[int | None],
+                    lift_2d: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, dict]:
+    """The labelled measures for petr_ros and BlazePose (mm, degrees, %, m), the reference's own limb CV, and with
+    `lift_2d` the lifter alone on the reference's projected 2D ("oracle 2D": what the lifter costs by itself)."""
     n = len(video.people)
     truth = np.where(ref["valid"][0, :n, :, None], ref["joints_cam01"][0, :n], np.nan).astype(np.float64)
     truth_rel = truth - truth[:, :1]
@@ -292,9 +303,17 @@ def labelled_scores(video: VideoRun, ref: dict[str, np.ndarray], matched: list[i
             "pelvis_error_m": float(np.mean(pelvis_err[ok])) if ok.any() else float("nan"),
             "pelvis_depth_bias_m": float(np.mean(depth_err[ok])) if ok.any() else float("nan"),
             "size_ratio": float(np.nanmedian(_size(seq) / _size(truth_rel))),
+            "p_mpjpe_per_joint_mm": np.asarray(metrics.p_mpjpe(pred_mm, true_mm, reduction="none")).mean(0).tolist(),
         }
     out["reference"] = {"limb_length_cv_pct": 100.0 * metrics.limb_length_cv(truth_rel),
                         "frames": int(full.sum())}
+    if lift_2d is not None and full.any():
+        pixels = project(truth[full], Intrinsics.from_k(ref["K_cam01"].reshape(-1)))
+        lifted = np.asarray(lift_2d(pixels.astype(np.float32)), np.float64)
+        pred_mm, true_mm = 1000.0 * (lifted - lifted[:, :1]), 1000.0 * truth_rel[full]
+        out["petr_oracle_2d"] = {"frames": int(full.sum()), "p_mpjpe_mm": metrics.p_mpjpe(pred_mm, true_mm),
+                                 "mpjpe_mm": metrics.mpjpe(pred_mm, true_mm),
+                                 "bone_direction_deg": metrics.bone_direction_error_deg(pred_mm, true_mm)}
     return out
 
 
@@ -378,6 +397,11 @@ def table(results: dict) -> str:
     ):
         rows.append((label, _fmt(petr.get(key), digits), _fmt(blaze.get(key), digits),
                      _fmt(ref.get(key), digits) if key in ref else ""))
+    oracle = lab.get("petr_oracle_2d")
+    if oracle:
+        rows.append(("lifter alone on the reference's projected 2D: P-MPJPE / MPJPE (mm) / bone dir (deg)",
+                     f"{oracle['p_mpjpe_mm']:.1f} / {oracle['mpjpe_mm']:.1f} / {oracle['bone_direction_deg']:.1f}",
+                     "", ""))
     tally = results["pose2sim_cam01"]["people"]
     names = [k for k in tally if k.startswith("found_")]
     rows.append(("people found (share of frames): " + ", ".join(n[6:] for n in names),
@@ -418,17 +442,18 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--checkpoint {args.checkpoint}: file not found")
 
     t_start = time.perf_counter()
-    run, reset, close = frame_runner(args.checkpoint, args.model_complexity)
+    runner = frame_runner(args.checkpoint, args.model_complexity)
     ref = load_reference()
     lifter = Path(args.checkpoint).name if args.checkpoint else "shipped"
     results: dict = {"lifter": lifter, "model_complexity": args.model_complexity, "label_free": {}}
     try:
         frames, fps = read_frames(ASSETS / "pose2sim_multi" / "cam01.mp4", args.pose2sim_frames)
         K = Intrinsics.from_k(ref["K_cam01"].reshape(-1), *(int(v) for v in ref["image_size_cam01"]))
-        cam01 = run_video(run, reset, "pose2sim_cam01", frames, fps, K)
+        cam01 = run_video(runner, "pose2sim_cam01", frames, fps, K)
         names, boxes = known_boxes(ref, len(frames))
         matched, tally = match_reference(cam01, names, boxes)
-        results["pose2sim_cam01"] = {"labelled": labelled_scores(cam01, ref, matched), "people": tally.summary(),
+        results["pose2sim_cam01"] = {"labelled": labelled_scores(cam01, ref, matched, runner.lift_2d),
+                                     "people": tally.summary(),
                                      "seconds": cam01.seconds}
         exclude = {(f, i) for f, i in enumerate(matched) if i is not None}
         results["label_free"]["pose2sim cam01, other people"] = track_measures(cam01, exclude)
@@ -437,11 +462,11 @@ def main(argv: list[str] | None = None) -> int:
             if count <= 0:
                 continue
             frames, fps = read_frames(path, count, args.stride)
-            video = run_video(run, reset, name, frames, fps / args.stride)
+            video = run_video(runner, name, frames, fps / args.stride)
             results["label_free"][name] = track_measures(video)
             results["label_free"][name]["seconds"] = video.seconds
     finally:
-        close()
+        runner.close()
     results["seconds"] = time.perf_counter() - t_start
     print(table(results))
     print(f"\n{results['seconds']:.0f} s in all; P-MPJPE, MPJPE and bone directions on frames where all 17 reference "

@@ -67,8 +67,29 @@ def test_the_reference_scores_zero_against_itself(ref: dict[str, np.ndarray]) ->
     # BlazePose's pelvis is placed from the 2D and its skeleton with the intrinsics: the exact projection of the
     # true joints gives back the true position.
     assert scores["blaze"]["pelvis_error_m"] == pytest.approx(0.0, abs=2e-3)
+    assert len(scores["petr"]["p_mpjpe_per_joint_mm"]) == 17
     # REFERENCE.md: limb CV <= 9.1 % per bone; the 8 limb bones average a few percent.
     assert 1.0 < scores["reference"]["limb_length_cv_pct"] < 9.1
+
+
+def test_oracle_2d_row_lifts_the_reference_projection(ref: dict[str, np.ndarray]) -> None:
+    """The lifter-alone row hands the lifter the reference's own projected 2D; a lifter that answers the truth
+    scores zero, one that answers a mirror image does not."""
+    full = ref["valid"][0].all(axis=1)
+    truth = ref["joints_cam01"][0][full].astype(np.float64)
+    K = Intrinsics.from_k(ref["K_cam01"].reshape(-1))
+    seen: list[np.ndarray] = []
+
+    def perfect(pixels: np.ndarray) -> np.ndarray:
+        seen.append(pixels)
+        return truth - truth[:, :1]
+
+    scores = B.labelled_scores(_reference_people(ref), ref, [1] * 100, perfect)["petr_oracle_2d"]
+    np.testing.assert_allclose(seen[0], project(truth, K), atol=1e-3)
+    assert scores["frames"] == 48 and scores["p_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
+    mirrored = B.labelled_scores(_reference_people(ref), ref, [1] * 100,
+                                 lambda px: (truth - truth[:, :1]) * [-1.0, 1.0, 1.0])["petr_oracle_2d"]
+    assert mirrored["p_mpjpe_mm"] > 20.0 and mirrored["bone_direction_deg"] > 10.0
 
 
 def test_labelled_measures_see_shape_not_size(ref: dict[str, np.ndarray]) -> None:
