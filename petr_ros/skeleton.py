@@ -142,9 +142,13 @@ def coco_to_h36m(keypoints: np.ndarray, scores: np.ndarray | None = None) -> tup
     return out, out_sc
 
 
-def flip_pose(joints: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Mirror an H3.6M-17 pose: negate coordinate `axis` and swap left/right joints (data augmentation)."""
+def flip_pose(joints: np.ndarray, axis: int = 0, layout: str = "h36m") -> np.ndarray:
+    """Mirror a 17-joint pose: negate coordinate `axis` and swap left/right joints (data augmentation). `layout`:
+    'h36m' (this module's H3.6M-17 order) or 'coco' (COCO-17); both have 17 joints, so the layout must be said."""
+    permutations = {"h36m": FLIP_PERMUTATION, "coco": COCO_FLIP_PERMUTATION}
+    if layout not in permutations:
+        raise ValueError(f"layout must be one of {tuple(permutations)}, got {layout!r}")
     joints = check_points(joints, "joints", joints=NUM_JOINTS, dims=(2, 3))
-    flipped = joints[..., list(FLIP_PERMUTATION), :].copy()
+    flipped = joints[..., list(permutations[layout]), :].copy()
     flipped[..., axis] = -flipped[..., axis]
     return flipped

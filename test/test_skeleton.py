@@ -61,6 +61,19 @@ def test_flip_pose_mirrors_and_is_its_own_inverse() -> None:
         S.flip_pose(pose[:, :16])
 
 
+def test_flip_pose_mirrors_coco_poses_in_their_own_order() -> None:
+    pose = np.random.default_rng(1).normal(size=(3, 17, 2))
+    flipped = S.flip_pose(pose, layout="coco")
+    np.testing.assert_allclose(S.flip_pose(flipped, layout="coco"), pose)
+    left_wrist, right_wrist = S.COCO_JOINT_NAMES.index("left_wrist"), S.COCO_JOINT_NAMES.index("right_wrist")
+    np.testing.assert_allclose(flipped[:, left_wrist, 0], -pose[:, right_wrist, 0])
+    np.testing.assert_allclose(flipped[:, 0], pose[:, 0] * np.array([-1.0, 1.0]))  # the nose stays the nose
+    # Mirroring then converting equals converting then mirroring (the two layouts agree).
+    np.testing.assert_allclose(S.coco_to_h36m(flipped)[0], S.flip_pose(S.coco_to_h36m(pose)[0]), atol=1e-9)
+    with pytest.raises(ValueError, match="layout"):
+        S.flip_pose(pose, layout="openpose")
+
+
 def test_raw_h36m_32_to_17() -> None:
     assert S.H36M32_TO_17 == (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)  # design notes
     raw = np.arange(2 * 32 * 3, dtype=float).reshape(2, 32, 3)
