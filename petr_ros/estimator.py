@@ -20,7 +20,13 @@ from torch import nn
 
 from petr_ros import kinematics
 from petr_ros.frontends import Detection2D, KeypointFrontEnd, make_frontend
-from petr_ros.model.checkpoint import DEFAULT_LIFTER_PATH, MAKE_LIFTER_HINT, load_lifter
+from petr_ros.model.checkpoint import (
+    DEFAULT_LIFTER_PATH,
+    MAKE_LIFTER_HINT,
+    backbone_frontend_options,
+    load_backbone,
+    load_lifter,
+)
 from petr_ros.model.device import DEFAULT_DEVICE, DEFAULT_PRECISION, resolve_device, resolve_precision
 from petr_ros.model.lifter import normalize_keypoints_2d
 from petr_ros.preprocessing import check_image
@@ -68,7 +74,8 @@ def choose_backend(backend: str, hrnet_weights: str | os.PathLike | None, hrnet_
 class PoseEstimator:
     """Monocular 3D human pose for RGB images; see `estimate`.
 
-    lifter_checkpoint: a `petr_ros.model.checkpoint` file (default: the shipped `petr_ros/data/petr_lifter_cmu.pt`).
+    lifter_checkpoint: a `petr_ros.model.checkpoint` file (default: the shipped `petr_ros/data/petr_lifter_cmu.pt`);
+    a full PETR checkpoint (image-mode training) also brings its HRNet-W32 backbone, which then is the front end.
     backend: 'auto' (HRNet when `hrnet_model` is given or `hrnet_weights` exists, else MediaPipe), 'hrnet',
     'mediapipe'. device: 'auto' | 'cpu' | 'cuda' | 'cuda:N'. precision: 'auto' (fp16 autocast for the backbone
     on CUDA, fp32 on CPU) | 'fp32' | 'fp16' | 'bf16'. The lifter always runs in fp32 (it is tiny).
@@ -98,6 +105,16 @@ class PoseEstimator:
         self.lifter, self.checkpoint = load_lifter(path, self.device)
         self.lifter_path = path
         options = dict(frontend_options or {})
+        if self.checkpoint.is_full_model:
+            # A full PETR checkpoint (image-mode training) brings the backbone its lifter was trained on: run it,
+            # with the decoder it was trained with; another 2D source would feed the lifter keypoints it never saw.
+            if frontend is not None or hrnet_model is not None or hrnet_weights or backend == "mediapipe":
+                raise ValueError(
+                    f"{path} is a full PETR checkpoint (HRNet-W32 backbone + lifter): it runs its own backbone, so "
+                    "give no frontend, hrnet_model, hrnet_weights or backend 'mediapipe' with it"
+                )
+            hrnet_model = load_backbone(self.checkpoint, self.device)
+            options = {**backbone_frontend_options(self.checkpoint), **options}
 
         if frontend is not None:
             if not isinstance(frontend, KeypointFrontEnd):

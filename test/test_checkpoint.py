@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -12,8 +13,11 @@ import torch
 from petr_ros.model.checkpoint import (
     DEFAULT_LIFTER_PATH,
     FORMAT,
+    FORMAT_VERSION,
     Checkpoint,
     CheckpointError,
+    backbone_reference,
+    load_backbone,
     load_checkpoint,
     load_lifter,
     save_checkpoint,
@@ -46,7 +50,7 @@ def test_round_trip(saved: tuple[Path, torch.nn.Module, LifterConfig]) -> None:
     path, model, cfg = saved
     ckpt = load_checkpoint(path)
     assert isinstance(ckpt, Checkpoint)
-    assert ckpt.config == cfg and ckpt.format_version == 1
+    assert ckpt.config == cfg and ckpt.format_version == FORMAT_VERSION and not ckpt.is_full_model
     assert ckpt.metadata["epochs"] == 3 and ckpt.metadata["data"] == "cmu 01_01"
     assert type(ckpt.metadata["torch"]) is str and ckpt.metadata["torch"] == str(torch.__version__)
     assert ckpt.metadata["metrics"]["mpjpe_mm"] == pytest.approx(61.5)  # numpy scalar stored as a float
@@ -121,6 +125,30 @@ def test_errors(tmp_path: Path, saved: tuple[Path, torch.nn.Module, LifterConfig
     torch.save({**raw, "config": {**raw["config"], "variant": "hmr"}}, bad_config)
     with pytest.raises(CheckpointError, match="invalid lifter config.*variant"):
         load_checkpoint(bad_config)
+
+
+def test_backbone_entries_are_checked(tmp_path: Path, saved: tuple[Path, torch.nn.Module, LifterConfig]) -> None:
+    path, model, cfg = saved
+    weights = tmp_path / "backbone.pth"
+    weights.write_bytes(b"stand-in weights file")
+    reference = backbone_reference(weights)
+    assert reference["sha256"] == hashlib.sha256(b"stand-in weights file").hexdigest()
+    full = save_checkpoint(tmp_path / "full.pt", model.state_dict(), cfg, backbone={"kind": "hrnet_w32", **reference})
+    assert load_checkpoint(full).is_full_model and load_checkpoint(full).backbone["weights_file"] == str(weights)
+    for entry, message in (({"kind": "resnet", **reference}, "backbone kind 'resnet'"),
+                           ({"kind": "hrnet_w32"}, "not neither"),
+                           ({"kind": "hrnet_w32", "state_dict": {}, **reference}, "not both")):
+        with pytest.raises(CheckpointError, match=message):
+            save_checkpoint(tmp_path / "bad.pt", model.state_dict(), cfg, backbone=entry)
+        raw = torch.load(full, weights_only=True)
+        torch.save({**raw, "backbone": entry}, tmp_path / "bad_file.pt")
+        with pytest.raises(CheckpointError, match=message):
+            load_checkpoint(tmp_path / "bad_file.pt")
+    with pytest.raises(CheckpointError, match="lifter-only"):
+        load_backbone(load_checkpoint(path))
+    weights.unlink()
+    with pytest.raises(FileNotFoundError, match="backbone.pth, found at neither"):
+        load_backbone(load_checkpoint(full))
 
 
 def test_default_path_is_in_the_package() -> None:

@@ -177,8 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="lifter checkpoint to evaluate (on --data-2d keypoints)")
     p.add_argument("--predictions", help="instead of a checkpoint: another method's predictions npz "
                    "(positions_3d[subject][action] = list over cameras of (F, 17, 3) camera-frame metres)")
-    p.add_argument("--data-3d", required=True, help="data_3d_h36m.npz (ground truth)")
-    p.add_argument("--data-2d", help="2D keypoints npz fed to the checkpoint (needed with --checkpoint)")
+    p.add_argument("--data-3d", help="data_3d_h36m.npz (ground truth; with --data-2d or --predictions)")
+    p.add_argument("--data-2d", help="2D keypoints npz fed to a lifter checkpoint")
+    p.add_argument("--index", help="instead of 2D keypoints: a `prepare` index.npz, to evaluate a full PETR "
+                   "checkpoint (image mode: backbone + lifter) end to end on its person crops")
     p.add_argument("--subjects", nargs="+", default=list(TEST_SUBJECTS), help="subjects to score")
     p.add_argument("--stride", type=int, default=1, help="score every n-th frame")
     p.add_argument("--allow-partial", action="store_true", help="with --predictions: score them even when they miss "

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from petr_ros import skeleton
-from petr_ros.model.heatmap import soft_argmax_decode
+from petr_ros.model.heatmap import DEFAULT_BETA, DEFAULT_WINDOW, soft_argmax_decode
 from petr_ros.model.lifter import LifterOutput, normalize_keypoints_2d
 from petr_ros.preprocessing import normalise_crops
 from training.h36m import action_group
@@ -35,15 +35,20 @@ def coco_to_h36m_matrix() -> np.ndarray:
 class EndToEndModel(nn.Module):
     """HRNet-W32 heatmaps -> soft-argmax -> COCO->H3.6M -> normalize_keypoints_2d -> lifter."""
 
-    def __init__(self, lifter: nn.Module, hrnet_weights: str | None = None) -> None:
+    def __init__(self, lifter: nn.Module, hrnet_weights: str | None = None, backbone: nn.Module | None = None) -> None:
+        """backbone: an HRNet-W32 module (a full checkpoint's); else built from `hrnet_weights` (empty: random)."""
         super().__init__()
         from petr_ros.model.hrnet import HRNetW32, load_hrnet_weights
 
-        self.backbone = load_hrnet_weights(hrnet_weights) if hrnet_weights else HRNetW32()
+        if backbone is None:
+            backbone = load_hrnet_weights(hrnet_weights) if hrnet_weights else HRNetW32()
+        self.backbone = backbone
         self.lifter = lifter
         conversion = torch.as_tensor(coco_to_h36m_matrix(), dtype=torch.float32)
         self.register_buffer("coco_to_h36m", conversion, persistent=False)
         self.backbone_frozen = False
+        # the HRNet front end's options that decode heatmaps exactly like `keypoints` (stored in checkpoints)
+        self.decoder_options = {"decoder": "soft_argmax", "beta": DEFAULT_BETA, "window": DEFAULT_WINDOW}
 
     def freeze_backbone(self, frozen: bool) -> None:
         """Frozen: no gradients and BatchNorm statistics kept (eval mode) - the thesis default."""
@@ -61,7 +66,7 @@ class EndToEndModel(nn.Module):
     def keypoints(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) normalised crops -> (B, 17, 2) H3.6M keypoints in heatmap pixels."""
         heatmaps = self.backbone(images)
-        coco, _ = soft_argmax_decode(heatmaps.float())
+        coco, _ = soft_argmax_decode(heatmaps.float(), beta=DEFAULT_BETA, window=DEFAULT_WINDOW)
         return torch.einsum("hc,bcd->bhd", self.coco_to_h36m, coco)
 
     def forward(self, images: Tensor) -> LifterOutput:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from petr_ros import fileio, kinematics, metrics
-from petr_ros.model.checkpoint import load_lifter
-from petr_ros.model.lifter import normalize_keypoints_2d
+from petr_ros.model.checkpoint import load_backbone, load_checkpoint, load_lifter
+from petr_ros.model.lifter import build_lifter, normalize_keypoints_2d
 from training import h36m
 
 METRIC_COLUMNS = (("mpjpe", "MPJPE mm"), ("p_mpjpe", "P-MPJPE mm"), ("n_mpjpe", "N-MPJPE mm"),
@@ -78,6 +78,33 @@ def evaluate_checkpoint(
     result = score(pred, samples.joints3d, actions, rots)
     result["source"] = {"checkpoint": str(checkpoint), "variant": ckpt.config.variant, "data_3d": str(data_3d),
                         "data_2d": str(data_2d), "subjects": list(subjects), "stride": stride}
+    return result
+
+
+def evaluate_full_checkpoint(
+    checkpoint: str | os.PathLike,
+    index: str | os.PathLike,
+    subjects: list[str] | tuple[str, ...] = h36m.TEST_SUBJECTS,
+    stride: int = 1,
+    device: str = "cpu",
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Score a full PETR checkpoint (backbone + lifter) on the person crops of a `prepare` index: the image
+    model end to end (crop -> HRNet-W32 -> 2D -> lifter), per action."""
+    from training.datasets import CropDataset, EndToEndModel
+    from training.epoch import predict
+
+    ckpt = load_checkpoint(checkpoint)
+    if not ckpt.is_full_model:
+        raise ValueError(f"{checkpoint} is a lifter-only checkpoint: evaluate it on 2D keypoints with --data-2d")
+    lifter = build_lifter(ckpt.config)
+    lifter.load_state_dict(ckpt.state_dict)
+    model = EndToEndModel(lifter, backbone=load_backbone(ckpt)).to(device).eval()
+    crops = CropDataset(str(index), list(subjects), stride)
+    pred = predict(model, crops, torch.device(device), batch_size=batch_size)
+    result = score(pred, crops.joints3d.numpy(), crops.actions)
+    result["source"] = {"checkpoint": str(checkpoint), "variant": ckpt.config.variant, "index": str(index),
+                        "subjects": list(subjects), "stride": stride, "model": "full PETR (HRNet-W32 + lifter)"}
     return result
 
 
@@ -209,15 +236,20 @@ def evaluate_command(args: argparse.Namespace) -> int:
     if args.stride < 1:
         raise ValueError(f"--stride must be >= 1, got {args.stride}")
     if args.checkpoint:
-        if not args.data_2d:
-            raise ValueError("--checkpoint needs --data-2d (the 2D keypoints the lifter reads)")
         from petr_ros.model.device import resolve_device
 
-        device = resolve_device(args.device)
-        result = evaluate_checkpoint(
-            args.checkpoint, args.data_3d, args.data_2d, args.subjects, args.stride, str(device), args.save_predictions
-        )
+        device = str(resolve_device(args.device))
+        if args.index:
+            result = evaluate_full_checkpoint(args.checkpoint, args.index, args.subjects, args.stride, device)
+        else:
+            if not args.data_2d or not args.data_3d:
+                raise ValueError("--checkpoint needs --data-3d and --data-2d (or --index for a full PETR checkpoint)")
+            result = evaluate_checkpoint(
+                args.checkpoint, args.data_3d, args.data_2d, args.subjects, args.stride, device, args.save_predictions
+            )
     else:
+        if not args.data_3d:
+            raise ValueError("--predictions needs --data-3d (the ground truth)")
         result = evaluate_predictions(args.predictions, args.data_3d, args.subjects, args.stride, args.allow_partial)
     print(format_table(result))
     if args.json:

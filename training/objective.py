@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from petr_ros import kinematics, metrics, skeleton
+from petr_ros.model.checkpoint import backbone_reference
 from petr_ros.model.lifter import LifterOutput, build_lifter, normalize_keypoints_2d
 from training.config import TrainConfig
 
@@ -29,6 +32,19 @@ def build_model(cfg: TrainConfig) -> nn.Module:
 
         return EndToEndModel(lifter, cfg.hrnet_weights or None)
     return PixelLifter(lifter)
+
+
+def backbone_entry(model: nn.Module, cfg: TrainConfig) -> dict[str, Any] | None:
+    """What a checkpoint stores of an image-mode model's backbone (None in lifter mode): the decoder it was trained
+    with, and the fine-tuned weights or - frozen on a weights file - a hashed reference to that file."""
+    if getattr(model, "backbone", None) is None:
+        return None
+    entry: dict[str, Any] = {"kind": "hrnet_w32", "decoder": dict(model.decoder_options)}
+    if model.backbone_frozen and cfg.hrnet_weights:
+        entry.update(backbone_reference(cfg.hrnet_weights))
+    else:  # fine-tuned (or random, in tests): the weights themselves
+        entry["state_dict"] = {k: v.detach().cpu() for k, v in model.backbone.state_dict().items()}
+    return entry
 
 
 def flip_batch(inputs: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from petr_ros import fileio
-from petr_ros.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from petr_ros.model.checkpoint import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.optim import apply_schedule
 from training.run_log import TENSORBOARD_DIR
@@ -140,8 +140,8 @@ def restore(
             f"(this run has {rt.world_size}) to continue bit for bit"
         )
     model.lifter.load_state_dict(ckpt.state_dict)
-    if getattr(model, "backbone", None) is not None and "backbone_state_dict" in state:
-        model.backbone.load_state_dict(state["backbone_state_dict"])
+    if getattr(model, "backbone", None) is not None:
+        restore_backbone(ckpt, model, cfg)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     apply_schedule(scheduler)  # the lr of the next epoch on THIS run's schedule (epochs may have grown)
@@ -156,6 +156,22 @@ def restore(
     )
 
 
+def restore_backbone(ckpt: Checkpoint, model: nn.Module, cfg: TrainConfig) -> None:
+    """Image mode: the fine-tuned backbone's weights, or the check that a frozen one is still the same file."""
+    entry = ckpt.backbone or {}
+    if "state_dict" in entry:
+        model.backbone.load_state_dict(entry["state_dict"])
+    elif "sha256" in entry:
+        now = file_sha256(cfg.hrnet_weights) if cfg.hrnet_weights else "none"
+        if now != entry["sha256"]:
+            raise ValueError(
+                f"{ckpt.path} was trained on the frozen backbone {entry['weights_file']} (sha256 "
+                f"{entry['sha256'][:12]}...); --hrnet-weights {cfg.hrnet_weights or '(none)'} is not that file"
+            )
+    elif ckpt.training_state and "backbone_state_dict" in ckpt.training_state:  # written before format 2
+        model.backbone.load_state_dict(ckpt.training_state["backbone_state_dict"])
+
+
 def save_epoch(
     output: Path,
     model: nn.Module,
@@ -163,10 +179,12 @@ def save_epoch(
     metadata: dict[str, Any],
     training_state: dict[str, Any],
     improved: bool,
+    backbone: dict[str, Any] | None = None,
 ) -> None:
-    """Write this epoch's checkpoints: best.pt first (when improved), then last.pt (see the module's doc)."""
+    """Write this epoch's checkpoints: best.pt first (when improved), then last.pt (see the module's doc).
+    backbone: image mode's backbone entry (full PETR checkpoints)."""
     lifter_config = cfg.lifter_config()
     weights = model.lifter.state_dict()
     if improved:
-        save_checkpoint(output / BEST, weights, lifter_config, metadata, training_state)
-    save_checkpoint(output / LAST, weights, lifter_config, metadata, training_state)
+        save_checkpoint(output / BEST, weights, lifter_config, metadata, training_state, backbone)
+    save_checkpoint(output / LAST, weights, lifter_config, metadata, training_state, backbone)

@@ -25,7 +25,7 @@ from torch import nn
 from petr_ros import fileio
 from training.config import TrainConfig
 from training.epoch import epoch_loader, predict, run_epoch, show_progress, validation_metrics
-from training.objective import PixelLifter, build_model
+from training.objective import PixelLifter, backbone_entry, build_model
 from training.optim import current_lr, make_optimizer, make_scheduler
 from training.resume import BEST, LAST, RunState, prepare_output, restore, save_epoch
 from training.run_log import TensorBoardLog, describe_start, echo, epoch_line, write_log
@@ -119,6 +119,7 @@ def train(
                          "TensorBoard not installed: log.csv and loss_curve.png only")
             echo(describe_start(cfg.to_dict(), data_info, [f"processes: {rt.world_size} on {rt.device}", *notes]))
     last_path, best_path = output / LAST, output / BEST
+    backbone = backbone_entry(model, cfg) if rt.is_main else None  # a frozen one's file is hashed once
     batch_losses: list[float] = []
     try:
         with StopFlag() as stop:
@@ -162,11 +163,11 @@ def train(
                     "best_val_mpjpe_mm": run.best_val_mpjpe_mm,
                     "best_epoch": run.best_epoch,
                 }
-                if getattr(model, "backbone", None) is not None and not model.backbone_frozen:
-                    state["backbone_state_dict"] = model.backbone.state_dict()
+                if backbone is None or "state_dict" in backbone:  # a trained backbone changes every epoch
+                    backbone = backbone_entry(model, cfg)
                 epoch_meta = {**meta, "epochs_trained": epoch + 1, "val_mpjpe_mm": row["val_mpjpe_mm"],
                               "val_p_mpjpe_mm": row["val_p_mpjpe_mm"]}
-                save_epoch(output, model, cfg, epoch_meta, state, improved)
+                save_epoch(output, model, cfg, epoch_meta, state, improved, backbone)
                 write_log(output, run.history)
                 tensorboard.add_epoch(row)
                 if progress:

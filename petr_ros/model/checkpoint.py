@@ -1,11 +1,19 @@
-"""The one lifter checkpoint format: self-describing, written atomically, read with clear errors.
+"""The one checkpoint format (lifter, or full PETR model): self-describing, written atomically, read with clear errors.
 
 A checkpoint is a `torch.save`d dict::
 
-    {"format": "petr_ros.lifter", "format_version": 1,
+    {"format": "petr_ros.lifter", "format_version": 2,
      "config": asdict(LifterConfig), "state_dict": {...},
      "metadata": {...},            # data, epochs, metrics, ... (plain Python values)
-     "training_state": {...}|None} # optimiser / scheduler / epoch for resuming
+     "training_state": {...}|None, # optimiser / scheduler / epoch for resuming
+     "backbone": {...}|None}       # full PETR models: the 2D backbone the lifter was trained on (below)
+
+A full PETR checkpoint (image mode: HRNet-W32 -> soft-argmax -> lifter, trained end to end) also names its
+backbone, ``{"kind": "hrnet_w32", "decoder": {...front-end decoder options...}}`` plus EITHER its weights
+(``"state_dict"``: a fine-tuned backbone) OR, for a frozen one, a reference to the unchanged weights file
+(``"weights_file"`` and its ``"sha256"``), so the 118 MB backbone is not stored again in every checkpoint.
+`load_backbone` rebuilds it (the reference is checked against the file's hash). Version 1 files (lifter only)
+still load.
 
 Only plain containers, numbers, strings and tensors are stored, so it loads with `torch.load(weights_only=True)`
 (no arbitrary code runs when reading a file).
@@ -13,6 +21,7 @@ Only plain containers, numbers, strings and tensors are stored, so it loads with
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -27,8 +36,9 @@ from petr_ros.fileio import atomic_open
 from petr_ros.model.lifter import LifterConfig, build_lifter
 
 FORMAT = "petr_ros.lifter"
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
+BACKBONE_KINDS = ("hrnet_w32",)
 DEFAULT_LIFTER_PATH = Path(__file__).resolve().parent.parent / "data" / "petr_lifter_cmu.pt"
 MAKE_LIFTER_HINT = (
     "make the shipped default with `petr_train shipped` (python -m training.cli shipped), train one with "
@@ -50,6 +60,12 @@ class Checkpoint:
     metadata: dict[str, Any] = field(default_factory=dict)
     training_state: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION
+    backbone: dict[str, Any] | None = None  # full PETR checkpoints: see the module's doc
+
+    @property
+    def is_full_model(self) -> bool:
+        """True when the checkpoint carries its own 2D backbone (runs end to end on images)."""
+        return self.backbone is not None
 
 
 def _plain(value: Any, where: str) -> Any:
@@ -80,10 +96,12 @@ def save_checkpoint(
     config: LifterConfig | Mapping[str, Any],
     metadata: Mapping[str, Any] | None = None,
     training_state: Mapping[str, Any] | None = None,
+    backbone: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a lifter checkpoint atomically (temp file in the same folder, fsync, os.replace); return the path.
 
-    A crash mid-write leaves the previous file intact. Tensors are stored on the CPU.
+    A crash mid-write leaves the previous file intact. Tensors are stored on the CPU. backbone: a full PETR
+    model's backbone entry (module doc; `backbone_reference` for a frozen one).
     """
     path = Path(path)
     if isinstance(config, LifterConfig):
@@ -99,6 +117,7 @@ def save_checkpoint(
         "state_dict": {k: v.detach().to("cpu").clone() for k, v in state_dict.items()},
         "metadata": _plain(dict(metadata or {}), "metadata"),
         "training_state": None if training_state is None else _plain(dict(training_state), "training_state"),
+        "backbone": None if backbone is None else _check_backbone(path, _plain(dict(backbone), "backbone")),
     }
     with atomic_open(path, "wb") as fh:
         torch.save(payload, fh)
@@ -138,6 +157,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     state_dict = obj["state_dict"]
     _check_state_dict(path, config, state_dict)
     metadata = obj.get("metadata") or {}
+    backbone = obj.get("backbone")
     return Checkpoint(
         path=path,
         config=config,
@@ -145,7 +165,83 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         metadata=metadata,
         training_state=obj.get("training_state"),
         format_version=int(version),
+        backbone=None if backbone is None else _check_backbone(path, backbone),
     )
+
+
+def _check_backbone(path: Path, entry: Any) -> dict[str, Any]:
+    """The backbone entry, checked: a known kind with either weights or a hashed weights-file reference."""
+    if not isinstance(entry, dict) or entry.get("kind") not in BACKBONE_KINDS:
+        kind = entry.get("kind") if isinstance(entry, dict) else type(entry).__name__
+        raise CheckpointError(f"{path}: backbone kind {kind!r} is not one of {BACKBONE_KINDS}")
+    has_weights = isinstance(entry.get("state_dict"), dict)
+    has_reference = isinstance(entry.get("weights_file"), str) and isinstance(entry.get("sha256"), str)
+    if has_weights == has_reference:
+        raise CheckpointError(
+            f"{path}: the backbone entry must hold either 'state_dict' or 'weights_file' + 'sha256', not "
+            f"{'both' if has_weights else 'neither'}"
+        )
+    if not isinstance(entry.get("decoder", {}), dict):
+        raise CheckpointError(f"{path}: the backbone's decoder options must be a dict")
+    return entry
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def backbone_reference(weights_file: str | os.PathLike) -> dict[str, str]:
+    """The reference a checkpoint stores for an unchanged (frozen) backbone: absolute path and SHA-256."""
+    path = Path(weights_file).resolve()
+    return {"weights_file": str(path), "sha256": file_sha256(path)}
+
+
+def resolve_backbone_file(ckpt: Checkpoint) -> Path:
+    """The weights file a frozen-backbone checkpoint refers to: its stored path, else the same file name beside
+    the checkpoint; FileNotFoundError naming both, CheckpointError when the file is not the one trained with."""
+    entry = ckpt.backbone or {}
+    stored = Path(entry["weights_file"])
+    candidates = [stored, ckpt.path.parent / stored.name]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        raise FileNotFoundError(
+            f"{ckpt.path} uses the frozen backbone weights {stored.name}, found at neither {candidates[0]} nor "
+            f"{candidates[1]}: put that file (sha256 {entry['sha256'][:12]}...) at one of them"
+        )
+    digest = file_sha256(found)
+    if digest != entry["sha256"]:
+        raise CheckpointError(
+            f"{ckpt.path} was trained on backbone weights with sha256 {entry['sha256'][:12]}..., but {found} has "
+            f"{digest[:12]}...: not the same weights"
+        )
+    return found
+
+
+def load_backbone(ckpt: Checkpoint, device: str | torch.device = "cpu") -> nn.Module:
+    """The 2D backbone of a full PETR checkpoint (eval mode, on `device`); ValueError for a lifter-only one."""
+    if ckpt.backbone is None:
+        raise CheckpointError(f"{ckpt.path} is a lifter-only checkpoint: it carries no 2D backbone")
+    from petr_ros.model.hrnet import HRNetW32, load_hrnet_weights
+
+    if "state_dict" in ckpt.backbone:
+        model = HRNetW32()
+        try:
+            model.load_state_dict(ckpt.backbone["state_dict"], strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{ckpt.path}: its backbone weights do not fit HRNet-W32: {exc}") from exc
+    else:
+        model = load_hrnet_weights(resolve_backbone_file(ckpt))
+    return model.to(device).eval()
+
+
+def backbone_frontend_options(ckpt: Checkpoint) -> dict[str, Any]:
+    """Front-end options (decoder settings) the backbone was trained with, for `make_frontend('hrnet', ...)`."""
+    return dict((ckpt.backbone or {}).get("decoder", {}))
 
 
 def _check_state_dict(path: Path, config: LifterConfig, state_dict: Mapping[str, Any]) -> None:
