@@ -4,7 +4,6 @@ any CameraInfo) are recorded by the fixture, and each test checks one behaviour.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 from collections.abc import Iterator
@@ -19,16 +18,17 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray
 from petr_ros_msgs.msg import PersonBoxes, Skeleton, SkeletonArray
 from sensor_msgs.msg import CameraInfo, Image
+from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker, MarkerArray
 
 from petr_ros.camera import DEFAULT_DEPTH_M, Intrinsics, project, solve_root_translation
 from petr_ros.model.checkpoint import DEFAULT_LIFTER_PATH
 from petr_ros.ros.process import NodeProcess
+from petr_ros.ros.tf import TF_QOS
 from petr_ros.skeleton import JOINT_NAMES, NUM_BONES, NUM_JOINTS, PARENTS
 
 FRAME = "camera_optical_frame"
 BASE_NS = 1_700_000_000 * 1_000_000_000
-HAVE_TF = importlib.util.find_spec("tf2_ros") is not None
 
 
 def _stamp_ns(header) -> int:
@@ -98,10 +98,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
                     probe.collect(SkeletonArray, "/petr_node/skeletons"),
                     probe.collect(MarkerArray, "/petr_node/markers"), probe.collect(PoseArray, "/petr_node/poses"),
                     probe.collect(Image, "/petr_node/debug_image"), probe.collect(DiagnosticArray, "/diagnostics"))
-        if HAVE_TF:
-            from tf2_msgs.msg import TFMessage
-
-            r.tf = probe.collect(TFMessage, "/tf")
+        r.tf = probe.collect(TFMessage, "/tf", TF_QOS)
         assert probe.spin_until(lambda: r.image_pub.get_subscription_count() > 0, 90), \
             f"node never subscribed:\n{node.log()}"
 
@@ -189,14 +186,23 @@ def test_debug_image_has_the_skeleton_drawn(running: Running) -> None:
     assert np.count_nonzero(np.any(drawn != running.rgb, axis=2)) > 100
 
 
-def test_tf_frames_or_a_clear_warning(running: Running) -> None:
+def test_tf_frames_of_the_published_people(running: Running) -> None:
+    """publish_tf: REP-155 body_<id> and per-joint frames on /tf (tf2_msgs/TFMessage here, where tf2_ros is not
+    installed), children of the image's frame, at the skeleton's positions, with the image's stamp."""
     r = running
-    if HAVE_TF:  # the body and joint frames of the people on the skeleton topic are broadcast
-        ids = {s.person_id for a in r.skeletons for s in a.skeletons}
-        frames = {t.child_frame_id for m in r.tf for t in m.transforms}
-        assert {f"body_{i}" for i in ids} <= frames and {f"pelvis_{i}" for i in ids} <= frames
-    else:  # no TF here: the node must say so instead of going silent
-        assert "tf2_ros is not importable" in r.node.log()
+    arr = r.first(r.skeletons)
+    assert r.probe.spin_until(lambda: any(t.header.frame_id == FRAME and _stamp_ns(t.header) == r.first_stamp
+                                          for m in r.tf for t in m.transforms), 10), r.node.log()
+    frames = {t.child_frame_id: t for m in r.tf for t in m.transforms if _stamp_ns(t.header) == r.first_stamp}
+    for s in arr.skeletons:
+        positions = _positions(s)
+        named = [(f"body_{s.person_id}", 0)] + [(f"{n}_{s.person_id}", j) for j, n in enumerate(JOINT_NAMES)]
+        for name, joint in named:
+            t = frames[name]
+            assert t.header.frame_id == FRAME
+            p = t.transform.translation
+            np.testing.assert_allclose([p.x, p.y, p.z], positions[joint], atol=1e-6)
+    assert "TF on /tf (tf2_msgs)" in r.node.log()
 
 
 def test_diagnostics_report_rates_drops_latency_and_rejections(running: Running) -> None:

@@ -10,6 +10,14 @@ one-slot hand-off (`petr_ros.handoff.LatestSlot`: a newer frame replaces a pendi
 memory stays bounded) -> worker thread: `FramePipeline.process` -> publish MarkerArray, PoseArray, SkeletonArray,
 optional debug image and TF (`petr_ros.ros.messages`), all with the input image's header.
 
+At the door (ROS conventions a user relies on): topic names are validated when set; a failed activate logs why and
+stays inactive; CameraInfo with an implausible field of view or principal point is refused, changes of the
+intrinsics are logged, and no skeleton farther than `max_depth` is published; images too small for the front end
+and an empty `frame_id` are handled with a reason; samples lost in transport (DDS `message_lost` events) are counted
+in /diagnostics with a one-time warning naming the fix; /diagnostics reports the lifecycle state while inactive too
+(on a steady clock, so `use_sim_time` without /clock does not stall it); the process exits after the shutdown
+transition; a second node with the same name is warned about; a track that ends gets its markers deleted.
+
 Run: `petr_node --ros-args --params-file config/petr.yaml -r image:=/camera/color/image_raw`.
 """
 
@@ -31,14 +39,19 @@ from geometry_msgs.msg import PoseArray
 from petr_ros_msgs.msg import PersonBoxes, SkeletonArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy._rclpy_pybind11 import RCLError
-from rclpy.exceptions import ParameterException
+from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.exceptions import InvalidTopicNameException, ParameterException
 from rclpy.executors import ExternalShutdownException
+from rclpy.expand_topic_name import expand_topic_name
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.validate_full_topic_name import validate_full_topic_name
+from rclpy.validate_topic_name import validate_topic_name
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
-from visualization_msgs.msg import MarkerArray
+from visualization_msgs.msg import Marker, MarkerArray
 
 from petr_ros.camera import Intrinsics
 from petr_ros.estimator import BACKENDS
@@ -50,11 +63,24 @@ from petr_ros.plausibility import REASONS
 from petr_ros.render import draw_persons_cv2
 from petr_ros.results import PersonResult
 from petr_ros.ros import messages
+from petr_ros.ros.tf import TfBroadcaster, TfUnavailableError
 from petr_ros.stats import ProcessingStats
 
 NODE_NAME = "petr_node"
 DIAGNOSTIC_NAME = "petr_node: pose estimation"
 WARN_THROTTLE_S = 5.0
+# Smallest image side the 2D front ends can use (MediaPipe and HRNet resize to 256 px: below this there is no person
+# to find, and the front ends fail in ways that would be counted as model errors).
+MIN_IMAGE_SIDE = 32
+# CameraInfo accepted only with a pinhole field of view in this range (degrees, each axis) and the principal point
+# at most this fraction of the image size outside it: fx = 1e-9 or 1e12 would place people at 1e11 m.
+FOV_RANGE_DEG = (1.0, 170.0)
+PRINCIPAL_POINT_MARGIN = 0.5
+TOO_FAR = "too_far"  # rejection reason: the placed pelvis is farther than max_depth
+DUPLICATE_CHECK_S = 2.0  # after start-up, when discovery has seen the other nodes
+SHM_PROFILE_HINT = ("load the shared-memory profile in the camera driver and in this node: export "
+                    "FASTDDS_DEFAULT_PROFILES_FILE=<petr_ros share>/config/fastdds_shm.xml (the launch file does it "
+                    "for the node), or publish reliably and set input_reliability:=reliable")
 _CORE = PipelineSettings()  # the core's defaults, which the parameters below take (one copy of each)
 
 
@@ -110,6 +136,10 @@ PARAMS: tuple[Param, ...] = (
           "available", range=(0.1, 100.0)),
     Param("default_focal_length", _CORE.default_focal_length, "focal length in pixels assumed without CameraInfo "
           "(0: a 60 degree horizontal field of view)", range=(0.0, 100000.0)),
+    Param("max_depth", 30.0, "people whose pelvis is placed farther from the camera (metres) are not published",
+          range=(0.5, 1000.0)),
+    Param("default_frame_id", "camera_optical_frame", "frame of the outputs when an image comes with an empty "
+          "header.frame_id (warned once)"),
     Param("tracking", _CORE.tracking, "keep person ids across frames (petr_ros.tracking)"),
     Param("tracking_iou_threshold", _CORE.tracking_iou_threshold, "box overlap (IoU) for a detection to continue a "
           "track", range=(0.0, 1.0)),
@@ -124,13 +154,15 @@ PARAMS: tuple[Param, ...] = (
     Param("publish_poses", True, "publish ~/poses (geometry_msgs/PoseArray, 17 joint frames per person)"),
     Param("publish_skeletons", True, "publish ~/skeletons (petr_ros_msgs/SkeletonArray)"),
     Param("publish_debug_image", False, "publish ~/debug_image (the input with the 2D keypoints drawn)"),
-    Param("publish_tf", False, "broadcast TF frames body_<id> and <joint>_<id> (needs tf2_ros)", "activate"),
+    Param("publish_tf", False, "broadcast TF frames body_<id> (REP-155) and <joint>_<id> on /tf, children of the "
+          "image's frame (tf2_ros's broadcaster, or tf2_msgs/TFMessage where tf2_ros is missing)", "activate"),
     Param("marker_joint_radius", 0.03, "joint sphere radius (m)", range=(0.001, 1.0)),
     Param("marker_bone_width", 0.02, "bone line width (m)", range=(0.001, 1.0)),
     Param("marker_lifetime", 0.5, "seconds a skeleton stays in RViz without an update", range=(0.0, 60.0)),
     Param("marker_alpha", 1.0, "marker opacity", range=(0.0, 1.0)),
 )
 PARAM_BY_NAME = {p.name: p for p in PARAMS}
+TOPIC_PARAMS = ("image_topic", "camera_info_topic", "detections_topic")
 # Parameters that are PipelineSettings fields of the same name (min_person_score is plausibility.min_score).
 _SETTING_PARAMS = tuple(f.name for f in dataclasses.fields(PipelineSettings) if f.name in PARAM_BY_NAME)
 _PIPELINE_PARAMS = frozenset((*_SETTING_PARAMS, "min_person_score"))
@@ -141,6 +173,10 @@ def _descriptor(p: Param) -> ParameterDescriptor:
              float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
     extra = {"dynamic": "", "activate": " (read at activate)", "configure": " (read at configure)"}[p.when]
     d = ParameterDescriptor(name=p.name, type=kinds[type(p.default)], description=p.description + extra)
+    if isinstance(p.default, float):
+        # `default_depth: 2` in a params file or `ros2 param set ... default_depth 2` is a number too: accept
+        # integers (the set-parameters callback checks that the value is a number; p() reads it as a float).
+        d.dynamic_typing = True
     if p.choices:
         d.additional_constraints = "one of: " + ", ".join(p.choices)
     if p.range is not None:
@@ -157,6 +193,12 @@ def check_parameter(name: str, value: Any) -> str | None:
     p = PARAM_BY_NAME.get(name)
     if p is None:
         return None
+    if isinstance(p.default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return f"{name} must be a number, got {value!r}"
+    if name in TOPIC_PARAMS and str(value).strip() and (reason := topic_name_error(str(value))) is not None:
+        return f"{name}: {reason}"
+    if name == "default_frame_id" and not str(value).strip():
+        return "default_frame_id must not be empty"
     if p.choices and value not in p.choices:
         return f"{name} must be one of {', '.join(p.choices)}, got '{value}'"
     if name == "device" and (reason := device_spec_error(str(value))) is not None:
@@ -172,9 +214,46 @@ def check_parameter(name: str, value: Any) -> str | None:
     return None
 
 
+def topic_name_error(name: str) -> str | None:
+    """Why `name` is not a valid ROS topic name (relative, private `~/` or absolute), None when it is."""
+    try:
+        validate_topic_name(name)
+        validate_full_topic_name(expand_topic_name(name, NODE_NAME, "/"))
+    except InvalidTopicNameException as exc:
+        return f"'{name}' is not a valid topic name ({str(exc).splitlines()[0].removeprefix('Invalid topic name: ')})"
+    return None
+
+
+def intrinsics_error(k: Intrinsics, width: int, height: int) -> str | None:
+    """Why intrinsics `k` are implausible for a `width` x `height` image (None when plausible): a pinhole field of
+    view outside FOV_RANGE_DEG on either axis, or the principal point far outside the image."""
+    values = (k.fx, k.fy, k.cx, k.cy)
+    if not all(math.isfinite(v) for v in values) or k.fx <= 0 or k.fy <= 0:
+        return f"focal lengths must be finite and > 0, got fx={k.fx} fy={k.fy}"
+    lo, hi = FOV_RANGE_DEG
+    for axis, size, f in (("horizontal", width, k.fx), ("vertical", height, k.fy)):
+        fov = math.degrees(2.0 * math.atan(size / (2.0 * f)))
+        if not lo <= fov <= hi:
+            return (f"{axis} field of view {fov:.3g} deg (f={f:.6g} px for {size} px) is outside "
+                    f"[{lo:g}, {hi:g}] deg")
+    m = PRINCIPAL_POINT_MARGIN
+    if not (-m * width <= k.cx <= (1 + m) * width and -m * height <= k.cy <= (1 + m) * height):
+        return (f"principal point ({k.cx:.6g}, {k.cy:.6g}) px lies far outside the {width}x{height} image "
+                f"(allowed: up to {m:.0%} of its size beyond the edges)")
+    return None
+
+
+def _person_markers(person_id: int) -> tuple[tuple[str, int], ...]:
+    """(namespace, id) of the markers messages.marker_array draws for a person (joints 0, bones 1)."""
+    return ((f"person_{int(person_id)}", 0), (f"person_{int(person_id)}", 1))
+
+
 def settings_from_parameters(values: dict[str, Any]) -> PipelineSettings:
     """The pipeline's settings for parameter values {name: value} (every pipeline parameter present)."""
     fields = {name: values[name] for name in _SETTING_PARAMS}
+    for name in fields:
+        if isinstance(PARAM_BY_NAME[name].default, float):
+            fields[name] = float(fields[name])  # integers accepted for float parameters
     for name in ("lifter_checkpoint", "hrnet_weights"):
         fields[name] = str(fields[name]) or None  # "" in a params file: the default (shipped lifter, no weights)
     plausibility = dataclasses.replace(_CORE.plausibility, min_score=float(values["min_person_score"]))
@@ -199,6 +278,8 @@ class PetrNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self._state = "unconfigured"
+        self._state_reason = ""  # why the node is where it is (a failed transition), for /diagnostics
+        self.finished = threading.Event()  # set by the shutdown transition: main() then exits
         self._pipeline: FramePipeline | None = None
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
@@ -210,19 +291,32 @@ class PetrNode(LifecycleNode):
         self._intrinsics: Intrinsics | None = None
         self._camera_info_size: tuple[int, int] = (0, 0)
         self._boxes: deque[tuple[int, np.ndarray]] = deque(maxlen=30)  # (stamp in ns, boxes) of recent PersonBoxes
-        self.stats = ProcessingStats(rejection_reasons=REASONS)
+        self.stats = ProcessingStats(rejection_reasons=(*REASONS, TOO_FAR))
+        self._lost_input = 0  # samples the DDS layer reports lost on the image subscription (message_lost events)
+        self._lost_warned = self._frame_id_warned = False
+        self._shown_ids: set[int] = set()  # person ids whose markers RViz is showing
+        # rclpy silently ignores overrides of undeclared names: say so, a typo in a params file is otherwise
+        # invisible. Before declaring: an invalid value of another parameter ends the start there.
+        for name in sorted(set(getattr(self, "_parameter_overrides", {})) - set(PARAM_BY_NAME)):
+            if not self.has_parameter(name):
+                self.get_logger().warning(f"unknown parameter '{name}' ignored (see config/petr.yaml for the names)")
         # Validation runs for the declared values too (params file, -p overrides): register before declaring.
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for p in PARAMS:
             self.declare_parameter(p.name, p.default, _descriptor(p))
-        # rclpy silently ignores overrides of undeclared names: say so, a typo in a params file is otherwise invisible.
-        for name in sorted(set(getattr(self, "_parameter_overrides", {})) - set(PARAM_BY_NAME)):
-            if not self.has_parameter(name):
-                self.get_logger().warning(f"unknown parameter '{name}' ignored (see config/petr.yaml for the names)")
+        # /diagnostics from the start, whatever the lifecycle state, on the steady clock: with use_sim_time and no
+        # /clock a ROS-time timer would never fire.
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(float(self.p("diagnostics_period")), self._publish_diagnostics,
+                                             clock=self._steady)
+        self._duplicate_timer = self.create_timer(DUPLICATE_CHECK_S, self._check_duplicate_name, clock=self._steady)
 
     # parameters ---------------------------------------------------------------------------------------------
     def p(self, name: str) -> Any:
-        return self.get_parameter(name).value
+        value = self.get_parameter(name).value
+        spec = PARAM_BY_NAME.get(name)
+        return float(value) if spec is not None and isinstance(spec.default, float) else value
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         for param in params:
@@ -258,8 +352,9 @@ class PetrNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001 - every load problem becomes one clear error, not a traceback
             log.error(f"configure failed: {exc}")
             self._pipeline = None
+            self._state_reason = f"configure failed: {exc}"
             return TransitionCallbackReturn.FAILURE
-        self._state = "inactive"
+        self._state, self._state_reason = "inactive", ""
         return TransitionCallbackReturn.SUCCESS
 
     def _load_pipeline(self) -> FramePipeline:
@@ -277,6 +372,16 @@ class PetrNode(LifecycleNode):
         return FramePipeline(settings, estimator=estimator)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._activate()
+        except Exception as exc:  # noqa: BLE001 - a failed activate says why and keeps the model (stays inactive)
+            self._release_io()
+            self._state, self._state_reason = "inactive", f"activate failed: {exc}"
+            self.get_logger().error(f"activate failed, staying inactive: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def _activate(self) -> None:
         log = self.get_logger()
         out_qos = QoSProfile(depth=int(self.p("output_qos_depth")), history=HistoryPolicy.KEEP_LAST,
                              reliability=ReliabilityPolicy.RELIABLE)
@@ -285,21 +390,27 @@ class PetrNode(LifecycleNode):
             "poses": self.create_publisher(PoseArray, "~/poses", out_qos),
             "skeletons": self.create_publisher(SkeletonArray, "~/skeletons", out_qos),
             "debug_image": self.create_publisher(Image, "~/debug_image", out_qos),
-            "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics", 10),
         }
         self._tf = None
         if self.p("publish_tf"):
-            self._tf = self._make_tf_broadcaster()
-        topic = self.p("image_topic")
+            try:
+                self._tf = TfBroadcaster(self)
+            except TfUnavailableError as exc:
+                log.warning(f"{exc}: no TF frames are broadcast (the joint frames are still on ~/poses and "
+                            f"~/skeletons)")
         in_qos = qos_profile_sensor_data
         if self.p("input_reliability") == "reliable":
             in_qos = QoSProfile(depth=qos_profile_sensor_data.depth, history=HistoryPolicy.KEEP_LAST,
                                 reliability=ReliabilityPolicy.RELIABLE)
+        # image_transport's convention: the compressed stream is <the base topic, remapped>/compressed.
+        topic = self.resolve_topic_name(self.p("image_topic"))
+        events = SubscriptionEventCallbacks(message_lost=self._on_message_lost)
         if self.p("input_type") == "compressed":
             topic = topic.rstrip("/") + "/compressed"
-            self._subs.append(self.create_subscription(CompressedImage, topic, self._on_image, in_qos))
+            self._subs.append(self.create_subscription(CompressedImage, topic, self._on_image, in_qos,
+                                                       event_callbacks=events))
         else:
-            self._subs.append(self.create_subscription(Image, topic, self._on_image, in_qos))
+            self._subs.append(self.create_subscription(Image, topic, self._on_image, in_qos, event_callbacks=events))
         if self.p("use_camera_info"):
             self._subs.append(self.create_subscription(CameraInfo, self.p("camera_info_topic"), self._on_camera_info,
                                                        qos_profile_sensor_data))
@@ -309,26 +420,22 @@ class PetrNode(LifecycleNode):
         self._slot = LatestSlot()
         self._worker = threading.Thread(target=self._work, name="petr_inference", daemon=True)
         self._worker.start()
-        self._timer = self.create_timer(float(self.p("diagnostics_period")), self._publish_diagnostics)
-        self._state = "active"
-        resolved = self.resolve_topic_name(topic)
-        log.info(f"active: {self.p('input_type')} images on {resolved}, outputs on {self.get_fully_qualified_name()}"
-                 f"/{{markers,poses,skeletons}}; image conversion via "
+        # diagnostics_period is read here: a new timer with the current period.
+        self.destroy_timer(self._diag_timer)
+        self._diag_timer = self.create_timer(float(self.p("diagnostics_period")), self._publish_diagnostics,
+                                             clock=self._steady)
+        self._state, self._state_reason = "active", ""
+        log.info(f"active: {self.p('input_type')} images on {topic}, outputs on {self.get_fully_qualified_name()}"
+                 f"/{{markers,poses,skeletons}}{', TF on /tf (' + self._tf.backend + ')' if self._tf else ''}; "
+                 f"image conversion via "
                  f"{'cv_bridge' if messages.uses_cv_bridge() else 'numpy (cv_bridge not importable)'}")
-        return TransitionCallbackReturn.SUCCESS
-
-    def _make_tf_broadcaster(self) -> Any:
-        try:
-            from tf2_ros import TransformBroadcaster
-        except ImportError:
-            self.get_logger().warning("publish_tf is true but tf2_ros is not importable here: no TF frames are "
-                                      "broadcast (the joint frames are still on ~/poses and ~/skeletons)")
-            return None
-        return TransformBroadcaster(self)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        markers = self._pubs.get("markers")
+        if markers is not None and self._shown_ids:  # no skeleton stays in RViz after the node stops publishing
+            markers.publish(messages.marker_array(Header(stamp=self.get_clock().now().to_msg()), [], 0.0, 0.0))
         self._release_io()
-        self._state = "inactive"
+        self._state, self._state_reason = "inactive", ""
         return TransitionCallbackReturn.SUCCESS
 
     def _release_io(self) -> None:
@@ -347,7 +454,10 @@ class PetrNode(LifecycleNode):
         for pub in self._pubs.values():
             self.destroy_publisher(pub)
         self._pubs = {}
+        if self._tf is not None:
+            self._tf.destroy()
         self._tf = None
+        self._shown_ids = set()
 
     def _release_model(self) -> None:
         if self._pipeline is not None:
@@ -364,12 +474,13 @@ class PetrNode(LifecycleNode):
         self._release_io()
         self._release_model()
         self._state = "finalized"
+        self.finished.set()  # main() leaves its spin loop and the process exits
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release_io()
         self._release_model()
-        self._state = "unconfigured"
+        self._state, self._state_reason = "unconfigured", "an error in a transition (see the log)"
         return TransitionCallbackReturn.SUCCESS
 
     # callbacks (executor thread) ----------------------------------------------------------------------------
@@ -387,25 +498,68 @@ class PetrNode(LifecycleNode):
             self.get_logger().warning(f"dropped an input image ({type(exc).__name__}: {exc})",
                                       throttle_duration_sec=WARN_THROTTLE_S)
             return
-        intrinsics = self._intrinsics_for(rgb.shape[1], rgb.shape[0])
-        frame = Frame(msg.header, rgb, received, intrinsics, self._boxes_for(msg.header))
+        h, w = rgb.shape[:2]
+        if min(h, w) < MIN_IMAGE_SIDE:
+            self.stats.on_invalid()
+            self.get_logger().warning(f"dropped an input image: {w}x{h} is smaller than the 2D front end can use "
+                                      f"(at least {MIN_IMAGE_SIDE} px a side)", throttle_duration_sec=WARN_THROTTLE_S)
+            return
+        header = msg.header
+        if not header.frame_id.strip():
+            # RViz and TF cannot use an empty frame: publish in default_frame_id, and say so once.
+            header = Header(stamp=header.stamp, frame_id=self.p("default_frame_id"))
+            if not self._frame_id_warned:
+                self._frame_id_warned = True
+                self.get_logger().warning(f"input images have an empty header.frame_id: outputs use "
+                                          f"default_frame_id '{header.frame_id}' (set the camera driver's frame_id)")
+        intrinsics = self._intrinsics_for(w, h)
+        frame = Frame(header, rgb, received, intrinsics, self._boxes_for(header))
         if self._slot.put(frame):
             self.stats.on_stale()
 
+    def _on_message_lost(self, info: Any) -> None:
+        self._lost_input += int(info.total_count_change)
+        if not self._lost_warned:
+            self._lost_warned = True
+            self.get_logger().warning(f"input images are being lost in transport before they reach the node "
+                                      f"({info.total_count} so far; counted as lost_input in /diagnostics): "
+                                      f"{SHM_PROFILE_HINT}")
+
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        keep = " (keeping the previous intrinsics)" if self._intrinsics is not None else \
+            " (people are placed at default_depth)"
         try:
             k = Intrinsics.from_k(msg.k, msg.width, msg.height)
+            reason = intrinsics_error(k, msg.width, msg.height) if msg.width > 0 and msg.height > 0 else None
         except ValueError as exc:
-            self.get_logger().warning(f"ignoring CameraInfo: {exc}", throttle_duration_sec=30.0)
+            reason = str(exc)
+        if reason is not None:
+            self.get_logger().warning(f"ignoring CameraInfo: {reason}{keep}", throttle_duration_sec=30.0)
             return
-        if self._intrinsics is None:
+        old = self._intrinsics
+        if old is None:
             self.get_logger().info(f"camera intrinsics received: fx={k.fx:.1f} fy={k.fy:.1f} cx={k.cx:.1f} "
                                    f"cy={k.cy:.1f} ({msg.width}x{msg.height}), used to place skeletons metrically")
+        elif not np.allclose([old.fx, old.fy, old.cx, old.cy, old.width, old.height],
+                             [k.fx, k.fy, k.cx, k.cy, k.width, k.height], rtol=1e-6, atol=1e-9):
+            self.get_logger().info(f"camera intrinsics changed: fx={old.fx:.1f}->{k.fx:.1f} fy={old.fy:.1f}->"
+                                   f"{k.fy:.1f} cx={old.cx:.1f}->{k.cx:.1f} cy={old.cy:.1f}->{k.cy:.1f} "
+                                   f"({old.width}x{old.height}->{k.width}x{k.height})")
         self._intrinsics = k
 
     def _intrinsics_for(self, width: int, height: int) -> Intrinsics | None:
         k = self._intrinsics
-        if k is None or k.width <= 0 or k.height <= 0 or (k.width, k.height) == (width, height):
+        if k is None:
+            return None
+        if k.width <= 0 or k.height <= 0:
+            # CameraInfo without a size: check it against the image it is used for.
+            reason = intrinsics_error(k, width, height)
+            if reason is not None:
+                self.get_logger().warning(f"not using CameraInfo for a {width}x{height} image: {reason}",
+                                          throttle_duration_sec=30.0)
+                return None
+            return k
+        if (k.width, k.height) == (width, height):
             return k
         # The image was resized or binned relative to the calibration: scale K with it.
         sx, sy = width / k.width, height / k.height
@@ -449,11 +603,19 @@ class PetrNode(LifecycleNode):
         persons = pipeline.process(frame.rgb, stamp_s if stamp_s > 0 else frame.received, frame.intrinsics,
                                    frame.boxes)
         report = pipeline.last_report
+        rejected = dict(report.rejected)
+        max_depth = float(self.p("max_depth"))
+        near = [p for p in persons if float(np.linalg.norm(p.joints3d_camera[0])) <= max_depth]
+        if len(near) < len(persons):
+            rejected[TOO_FAR] = rejected.get(TOO_FAR, 0) + len(persons) - len(near)
+            self.get_logger().warning(f"not publishing {len(persons) - len(near)} person(s) placed farther than "
+                                      f"max_depth {max_depth:g} m", throttle_duration_sec=WARN_THROTTLE_S)
+        persons = near
         self._publish(frame, persons)
         done = time.monotonic()
         inference_s = report.timings_s["estimate"]
         self.stats.on_processed(done - frame.received, len(persons), inference_s, done - t0 - inference_s,
-                                report.rejected, report.timings_s)
+                                rejected, report.timings_s)
 
     def _publish(self, frame: Frame, persons: list[PersonResult]) -> None:
         header = frame.header
@@ -465,63 +627,101 @@ class PetrNode(LifecycleNode):
         if self.p("publish_poses"):
             pubs["poses"].publish(messages.pose_array(header, persons))
         if self.p("publish_markers"):
-            pubs["markers"].publish(messages.marker_array(
+            markers = messages.marker_array(
                 header, persons, float(self.p("marker_joint_radius")), float(self.p("marker_bone_width")),
-                float(self.p("marker_lifetime")), float(self.p("marker_alpha"))))
+                float(self.p("marker_lifetime")), float(self.p("marker_alpha")))
+            shown = {int(p.person_id) for p in persons}
+            if persons:  # (nobody: marker_array's DELETEALL clears everything)
+                # A track that ended while others go on: delete its markers, or RViz keeps them until their
+                # lifetime ends (forever with marker_lifetime 0).
+                markers.markers.extend(
+                    Marker(header=header, ns=marker_ns, id=marker_id, action=Marker.DELETE)
+                    for pid in sorted(self._shown_ids - shown) for marker_ns, marker_id in _person_markers(pid))
+            self._shown_ids = shown
+            pubs["markers"].publish(markers)
         if self.p("publish_debug_image"):
             pubs["debug_image"].publish(messages.rgb_to_image_msg(draw_persons_cv2(frame.rgb, persons), header))
         if self._tf is not None and persons:
-            self._tf.sendTransform(messages.tf_transforms(header, persons))
+            self._tf.send_persons(header, persons)
 
     def _publish_diagnostics(self) -> None:
-        pub = self._pubs.get("diagnostics")
-        if pub is None:
-            return
         s = self.stats.snapshot()
         level, message = DiagnosticStatus.OK, "ok"
-        if s["input_rate_hz"] == 0:
+        if self._state != "active":
+            level = DiagnosticStatus.WARN
+            message = self._state + (f": {self._state_reason}" if self._state_reason else "")
+        elif s["input_rate_hz"] == 0:
             level, message = DiagnosticStatus.WARN, "no input images"
         elif s["processed_rate_hz"] == 0:
             level, message = DiagnosticStatus.WARN, "images arrive but none is processed"
+        elif self._lost_input:
+            level, message = DiagnosticStatus.WARN, "input images lost in transport (see lost_input)"
         est = self._pipeline.estimator if self._pipeline is not None else None
-        values = dict(s)
+        values = {"state": self._state, **s, "lost_input": self._lost_input}
         values["backend"] = getattr(est, "backend_name", "")
         values["device"] = str(getattr(est, "device", ""))
-        pub.publish(messages.diagnostic_array(self.get_clock().now().to_msg(), DIAGNOSTIC_NAME, level, message,
-                                              values, hardware_id=self.get_fully_qualified_name()))
+        try:
+            self._diag_pub.publish(messages.diagnostic_array(self.get_clock().now().to_msg(), DIAGNOSTIC_NAME, level,
+                                                             message, values,
+                                                             hardware_id=self.get_fully_qualified_name()))
+        except RCLError:  # the context is going away (Ctrl-C): nothing to report to
+            pass
+
+    def _check_duplicate_name(self) -> None:
+        self.destroy_timer(self._duplicate_timer)
+        same = [1 for name, ns in self.get_node_names_and_namespaces()
+                if name == self.get_name() and ns == self.get_namespace()]
+        if len(same) > 1:
+            self.get_logger().warning(
+                f"{len(same)} nodes are named {self.get_fully_qualified_name()}: their parameters, lifecycle services "
+                f"and outputs collide; start this one under another name (-r __node:=petr_node_2) or namespace "
+                f"(-r __ns:=/camera2)")
 
 
 def main(args: list[str] | None = None) -> int:
-    """Entry point: `petr_node --ros-args --params-file config/petr.yaml`. Exit code 1 when autostart fails."""
+    """Entry point: `petr_node --ros-args --params-file config/petr.yaml`. Exit code 1 when autostart fails, 2 for
+    invalid arguments; 0 after Ctrl-C (also during start-up) or the shutdown transition."""
     try:
         rclpy.init(args=args)
     except RCLError as exc:  # malformed --ros-args (e.g. a -p without a value)
         print(f"[{NODE_NAME}] cannot start: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 0
     node: PetrNode | None = None
     code = 0
     try:
         node = PetrNode()
         if node.p("autostart"):
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().error("could not configure (see the error above): exiting")
-                return 1
+                if rclpy.ok():
+                    node.get_logger().error("could not configure (see the error above): exiting")
+                    code = 1
+                return code
             if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().error("could not activate: exiting")
-                return 1
-        rclpy.spin(node)
+                if rclpy.ok():
+                    node.get_logger().error("could not activate (see the error above): exiting")
+                    code = 1
+                return code
+        while rclpy.ok() and not node.finished.is_set():
+            rclpy.spin_once(node, timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except ParameterException as exc:  # a bad value in the params file or a -p override
         print(f"[{NODE_NAME}] invalid parameter: {exc}", file=sys.stderr)
         code = 2
+    except RCLError as exc:
+        if rclpy.ok():  # a real failure (not Ctrl-C shutting the context down under a call)
+            print(f"[{NODE_NAME}] {exc}", file=sys.stderr)
+            code = 1
     finally:
         if node is not None:
             try:
                 node._release_io()
                 node.destroy_node()
-            except Exception as exc:  # noqa: BLE001 - the context may already be shut down by the signal handler
-                print(f"[{NODE_NAME}] shutdown: {type(exc).__name__}: {exc}", file=sys.stderr)
+            except BaseException as exc:  # noqa: BLE001 - the context may already be shut down by the signal handler
+                if rclpy.ok():
+                    print(f"[{NODE_NAME}] shutdown: {type(exc).__name__}: {exc}", file=sys.stderr)
         if rclpy.ok():
             rclpy.try_shutdown()
     return code
