@@ -7,11 +7,11 @@ Labelled part: `benchmarks/data/pose2sim_multi/` holds a multi-view triangulated
 person in the Pose2Sim 0.10.49 Demo_MultiPerson recording (its REFERENCE.md says how it was made and its caveats:
 she is a ~1.40 m rendered character, so P-MPJPE comes first). The video (`assets/pose2sim_multi/cam01.mp4`) is
 taken from the Pose2Sim wheel at set-up (scripts/fetch_assets.sh). The default pipeline runs on cam01; its people
-are matched one-to-one to the reference person (and to the other people's boxes, when known) by box IoU. The
-same front-end runs hand over BlazePose's `pose_world_landmarks` of every detection (same model, same crop, same
-model complexity), so both 3D answers come from the very same 2D detection. Both are mapped to H3.6M-17 by the
-package's one conversion (`skeleton.coco_to_h36m`: head = head top), so the reference's mid-ear head costs both
-the same; "no head" rows leave that joint out.
+are matched one-to-one to the reference person (and to the other people's boxes, when known) by box IoU. In the
+same run every person the pipeline reports is also given to BlazePose on its own (static mode, the same model
+complexity, the crop the front end would take of that box) for its `pose_world_landmarks`. Both 3D answers are
+mapped to H3.6M-17 by the package's one conversion (`skeleton.coco_to_h36m`: head = head top), so the reference's
+mid-ear head costs both the same; "no head" rows leave that joint out.
 
 Measures (petr_ros.metrics): P-MPJPE (similarity Procrustes per frame), MPJPE (pelvis-aligned, camera axes),
 bone-direction error (camera axes), limb-length CV over the track, acceleration error (pelvis-aligned, mm per
@@ -49,7 +49,8 @@ sys.path.insert(0, str(REPO))
 from petr_ros import metrics  # noqa: E402
 from petr_ros.camera import Intrinsics, place_skeleton, project  # noqa: E402
 from petr_ros.detection import PeopleTally, match_boxes  # noqa: E402
-from petr_ros.frontends.mediapipe import BLAZEPOSE_TO_COCO, MediaPipeFrontEnd  # noqa: E402
+from petr_ros.frontends.mediapipe import BLAZEPOSE_TO_COCO, mediapipe_model_path  # noqa: E402
+from petr_ros.preprocessing import expand_boxes  # noqa: E402
 from petr_ros.skeleton import coco_to_h36m  # noqa: E402
 
 ASSETS = Path(os.environ.get("PETR_ASSETS", REPO / "assets"))
@@ -69,55 +70,54 @@ class Person:
     keypoints2d: np.ndarray  # (17, 2) px, H3.6M order
     confidences: np.ndarray  # (17,)
     box: np.ndarray  # (4,)
-    blaze_world: np.ndarray | None = None  # (17, 3) m, BlazePose world landmarks, root-relative, camera-like axes
+    blaze: BlazePoseAnswer | None = None  # BlazePose's own 3D for the same person (same frame, same box)
 
 
-class WorldLandmarkFrontEnd(MediaPipeFrontEnd):
-    """The default MediaPipe front end, also keeping BlazePose's world landmarks of every detection it returns
-    (keyed by the detection's box), so both 3D answers come from one run. A benchmark-only hook on the front end's
-    graph calls (`_make_pose`, `_run`)."""
+@dataclass
+class BlazePoseAnswer:
+    """BlazePose's own monocular answer for one person crop."""
 
-    def __init__(self, **options: object) -> None:
-        self.world_by_box: dict[bytes, np.ndarray] = {}
-        super().__init__(**options)
+    world: np.ndarray  # (17, 3) m, H3.6M-17 from pose_world_landmarks, root-relative, camera-like axes
+    keypoints2d: np.ndarray  # (17, 2) px in the full image, H3.6M order (its own 2D of the same run)
+    confidences: np.ndarray  # (17,)
 
-    def _make_pose(self, static: bool) -> object:
-        return _RecordingGraph(super()._make_pose(static))
 
-    def _run(self, graph: object, image: np.ndarray, offset: tuple[int, int]):  # noqa: ANN202 (front end's type)
-        det = super()._run(graph, image, offset)
-        world = getattr(graph.last, "pose_world_landmarks", None) if det is not None else None
-        if world is not None:
-            lm = np.array([(p.x, p.y, p.z) for p in world.landmark], dtype=np.float64)
-            self.world_by_box[_box_key(det.box)] = lm
-        return det
+class BlazePoseWorld:
+    """BlazePose (mediapipe `solutions.pose`, static image mode, one model complexity) on the crop of a person
+    box, returning its `pose_world_landmarks` mapped to H3.6M-17 by the package's conversion. The crop is the
+    box grown to 3:4 and padded by 50 % as the MediaPipe front end crops a person, so BlazePose sees what the
+    pipeline's front end sees; it depends on nothing inside the front end."""
 
-    def take_world(self, box: np.ndarray) -> np.ndarray | None:
-        """H3.6M-17 root-relative world landmarks (17, 3) of the detection with this box, or None."""
-        lm = self.world_by_box.get(_box_key(box))
-        if lm is None:
+    def __init__(self, model_complexity: int = 1) -> None:
+        import mediapipe as mp
+
+        path = mediapipe_model_path(model_complexity)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"BlazePose model_complexity={model_complexity} needs {path} (not shipped)")
+        self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=model_complexity,
+                                            enable_segmentation=False, min_detection_confidence=0.5)
+
+    def measure(self, rgb: np.ndarray, box: np.ndarray) -> BlazePoseAnswer | None:
+        height, width = rgb.shape[:2]
+        crop = expand_boxes(np.asarray(box, np.float32).reshape(1, 4), aspect=0.75, padding=1.5)[0]
+        x0, y0 = max(0, int(crop[0])), max(0, int(crop[1]))
+        x1, y1 = min(width, int(np.ceil(crop[2]))), min(height, int(np.ceil(crop[3])))
+        if x1 - x0 < 8 or y1 - y0 < 8:
             return None
-        joints, _ = coco_to_h36m(lm[list(BLAZEPOSE_TO_COCO)])
-        return (joints - joints[0]).astype(np.float32)
-
-    def new_frame(self) -> None:
-        self.world_by_box.clear()
-
-
-class _RecordingGraph:
-    def __init__(self, graph: object) -> None:
-        self.graph, self.last = graph, None
-
-    def process(self, image: np.ndarray) -> object:
-        self.last = self.graph.process(image)
-        return self.last
+        result = self._pose.process(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
+        if result.pose_landmarks is None or result.pose_world_landmarks is None:
+            return None
+        image = np.array([(q.x * (x1 - x0) + x0, q.y * (y1 - y0) + y0, q.visibility)
+                          for q in result.pose_landmarks.landmark])
+        world = np.array([(q.x, q.y, q.z) for q in result.pose_world_landmarks.landmark])
+        coco = list(BLAZEPOSE_TO_COCO)
+        joints, _ = coco_to_h36m(world[coco])
+        keypoints, confidences = coco_to_h36m(image[coco, :2], np.clip(image[coco, 2], 0.0, 1.0))
+        return BlazePoseAnswer((joints - joints[0]).astype(np.float32), keypoints.astype(np.float32),
+                               confidences.astype(np.float32))
 
     def close(self) -> None:
-        self.graph.close()
-
-
-def _box_key(box: np.ndarray) -> bytes:
-    return np.round(np.asarray(box, np.float64).reshape(4), 2).tobytes()
+        self._pose.close()
 
 
 # --- The pipeline under test: the one place that calls it -----------------------------------------------------
@@ -133,15 +133,25 @@ class Runner:
 
 
 def frame_runner(checkpoint: str | None, model_complexity: int) -> Runner:
-    """The default pipeline with `checkpoint` (None: the shipped lifter).
+    """The default pipeline with `checkpoint` (None: the shipped lifter), each person also given BlazePose's world
+    landmarks (`BlazePoseWorld`, same model complexity).
 
     petr_ros.pipeline.FramePipeline when the package has it; else PoseEstimator + PersonTracker + place_skeleton
     (what the node did before the pipeline existed)."""
     from petr_ros.estimator import PoseEstimator
 
-    frontend = WorldLandmarkFrontEnd(model_complexity=model_complexity)
-    estimator = PoseEstimator(lifter_checkpoint=checkpoint, frontend=frontend)
+    options = {"model_complexity": model_complexity} if model_complexity != 1 else None
+    estimator = PoseEstimator(lifter_checkpoint=checkpoint, frontend_options=options)
     estimator.warmup()
+    blaze = BlazePoseWorld(model_complexity)
+
+    def close() -> None:
+        estimator.close()
+        blaze.close()
+
+    def lift_2d(keypoints: np.ndarray) -> np.ndarray:
+        return estimator.lift_keypoints(keypoints)[0]
+
     try:
         from petr_ros.pipeline import FramePipeline, PipelineSettings
     except ImportError:
@@ -151,33 +161,29 @@ def frame_runner(checkpoint: str | None, model_complexity: int) -> Runner:
         pipeline = FramePipeline(PipelineSettings(lifter_checkpoint=checkpoint), estimator=estimator)
 
         def run(rgb: np.ndarray, stamp_s: float, intrinsics: Intrinsics | None) -> list[Person]:
-            frontend.new_frame()
-            out = pipeline.process(rgb, stamp_s, intrinsics)
             return [Person(r.person_id, r.joints3d, r.joints3d_camera, r.keypoints2d, r.confidences, r.box,
-                           frontend.take_world(r.box)) for r in out]
+                           blaze.measure(rgb, r.box)) for r in pipeline.process(rgb, stamp_s, intrinsics)]
 
-        return Runner(run, pipeline.reset, pipeline.close, lambda kp: estimator.lift_keypoints(kp)[0])
+        return Runner(run, pipeline.reset, close, lift_2d)
 
     from petr_ros.tracking import PersonTracker
 
     tracker = PersonTracker()
 
     def run_estimator(rgb: np.ndarray, stamp_s: float, intrinsics: Intrinsics | None) -> list[Person]:
-        frontend.new_frame()
-        poses = tracker.update(estimator.estimate(rgb))
         size = (rgb.shape[1], rgb.shape[0])
         out = []
-        for p in poses:
+        for p in tracker.update(estimator.estimate(rgb)):
             placed, _ = place_skeleton(p.keypoints2d, p.joints3d, intrinsics, size, p.confidences)
             out.append(Person(p.person_id, p.joints3d, placed, p.keypoints2d, p.confidences, p.box,
-                              frontend.take_world(p.box)))
+                              blaze.measure(rgb, p.box)))
         return out
 
     def reset() -> None:
         tracker.reset()
         estimator.reset()
 
-    return Runner(run_estimator, reset, estimator.close, lambda kp: estimator.lift_keypoints(kp)[0])
+    return Runner(run_estimator, reset, close, lift_2d)
 
 
 # --- Video ---------------------------------------------------------------------------------------------------
@@ -275,9 +281,9 @@ def labelled_scores(video: VideoRun, ref: dict[str, np.ndarray], matched: list[i
         p = video.people[f][i]
         seqs["petr"][f] = p.joints3d - p.joints3d[0]
         placed_pelvis["petr"][f] = p.joints3d_camera[0]
-        if p.blaze_world is not None:
-            seqs["blaze"][f] = p.blaze_world
-            placed, metric = place_skeleton(p.keypoints2d, p.blaze_world, K, size, p.confidences)
+        if p.blaze is not None:
+            seqs["blaze"][f] = p.blaze.world
+            placed, metric = place_skeleton(p.blaze.keypoints2d, p.blaze.world, K, size, p.blaze.confidences)
             placed_pelvis["blaze"][f] = placed[0] if metric else np.nan
     full = np.isfinite(truth).all(axis=(1, 2))
     out: dict[str, dict] = {}
@@ -341,7 +347,10 @@ def track_measures(video: VideoRun, exclude: set[tuple[int, int]] | None = None)
         for key in ("petr", "blaze"):
             seq = np.full((span, 17, 3), np.nan)
             for f, p in items:
-                joints = p.joints3d - p.joints3d[0] if key == "petr" else p.blaze_world
+                if key == "petr":
+                    joints = p.joints3d - p.joints3d[0]
+                else:
+                    joints = None if p.blaze is None else p.blaze.world
                 if joints is not None:
                     seq[f - first] = joints
             present = np.isfinite(seq).all(axis=(1, 2))

@@ -39,8 +39,10 @@ def _reference_people(ref: dict[str, np.ndarray], shift: np.ndarray | None = Non
         rel = scale * (filled[f] - filled[f, 0]) + (0 if shift is None else shift)
         rel = rel - rel[0]
         camera = rel + filled[f, 0]
-        person = B.Person(1, rel.astype(np.float32), camera, project(filled[f], K).astype(np.float32),
-                          np.ones(17, np.float32), ref["box_cam01"][0, f], rel.astype(np.float32) if blaze else None)
+        pixels = project(filled[f], K).astype(np.float32)
+        answer = B.BlazePoseAnswer(rel.astype(np.float32), pixels, np.ones(17, np.float32)) if blaze else None
+        person = B.Person(1, rel.astype(np.float32), camera, pixels, np.ones(17, np.float32), ref["box_cam01"][0, f],
+                          answer)
         ghost = B.Person(2, rel.astype(np.float32), camera + 5.0, np.zeros((17, 2), np.float32),
                          np.ones(17, np.float32), np.array([0.0, 0.0, 20.0, 20.0], np.float32), None)
         frames.append([ghost, person])
@@ -115,17 +117,18 @@ def test_track_measures_of_a_rigid_reference_track(ref: dict[str, np.ndarray]) -
     assert rest["petr"]["limb_length_cv_pct"] == pytest.approx(out["petr"]["limb_length_cv_pct"])
 
 
-def test_world_landmark_hook_returns_blazepose_3d_of_each_detection() -> None:
-    frontend = B.WorldLandmarkFrontEnd(model_complexity=1)
+def test_blazepose_world_answers_for_a_person_box() -> None:
+    rgb = messi_rgb()
+    blaze = B.BlazePoseWorld(model_complexity=1)
     try:
-        found = frontend.detect(messi_rgb())
-        assert found, "BlazePose finds the player in messi5.jpg"
-        world = frontend.take_world(found[0].box)
-        assert world is not None and world.shape == (17, 3) and np.isfinite(world).all()
-        assert np.allclose(world[0], 0.0)  # root-relative
-        assert 1.0 < np.ptp(world[:, 1]) < 2.2 or 1.0 < np.ptp(world[:, 0]) < 2.2  # a metric, adult body
-        assert frontend.take_world(np.array([0.0, 0.0, 1.0, 1.0])) is None
-        frontend.new_frame()
-        assert frontend.take_world(found[0].box) is None
+        answer = blaze.measure(rgb, np.array([150.0, 20.0, 420.0, 340.0]))  # the player in messi5.jpg
+        assert answer is not None
+        assert answer.world.shape == (17, 3) and np.isfinite(answer.world).all()
+        assert np.allclose(answer.world[0], 0.0)  # root-relative
+        assert 0.9 < np.linalg.norm(answer.world[10] - answer.world[[3, 6]].mean(0)) < 2.2  # metric, a person
+        # Its own 2D lies in the full image, on the player, and projects its skeleton sensibly.
+        assert answer.keypoints2d.shape == (17, 2)
+        assert (answer.keypoints2d[:, 0] > 100).all() and (answer.keypoints2d[:, 0] < 470).all()
+        assert blaze.measure(rgb, np.array([0.0, 0.0, 4.0, 4.0])) is None  # nothing to look at
     finally:
-        frontend.close()
+        blaze.close()
