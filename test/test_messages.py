@@ -1,5 +1,6 @@
-"""petr_ros.ros.messages without DDS: the builders (SkeletonArray, PoseArray, MarkerArray, TF, diagnostics, rgb8
-Image) and the decoders that read them back, stamps, the quaternion convention (unit, w >= 0) and DELETEALL."""
+"""petr_ros.ros.messages without DDS: the builders (SkeletonArray, PoseArray, MarkerArray, diagnostics, rgb8 Image)
+and the decoders that read them back, stamps, the quaternion convention (unit, w >= 0) and DELETEALL. (TF frames:
+petr_ros.ros.tf and its tests.)"""
 
 from __future__ import annotations
 
@@ -119,24 +120,6 @@ def test_markers_per_person_colours_lifetime_and_deleteall() -> None:
     assert [m.action for m in cleared.markers] == [Marker.DELETEALL]
     assert cleared.markers[0].header.stamp == header().stamp
     assert messages.primitives_from_marker_array(cleared) == []
-
-
-def test_tf_frames_body_and_joints() -> None:
-    p = person(4)
-    transforms = messages.tf_transforms(header(), [p])
-    names = [t.child_frame_id for t in transforms]
-    assert len(transforms) == NUM_JOINTS + 1
-    assert names.count("body_4") == 1 and {f"{n}_4" for n in JOINT_NAMES} <= set(names)
-    by_name = {t.child_frame_id: t for t in transforms}
-    assert all(t.header.frame_id == "camera_optical_frame" for t in transforms)
-    body, pelvis = by_name["body_4"].transform, by_name["pelvis_4"].transform
-    assert (body.translation.x, body.translation.y, body.translation.z) == pytest.approx(tuple(p.joints3d_camera[0]))
-    assert body.rotation == pelvis.rotation
-    wrist = by_name["left_wrist_4"].transform
-    assert (wrist.translation.x, wrist.translation.y, wrist.translation.z) == pytest.approx(
-        tuple(p.joints3d_camera[JOINT_NAMES.index("left_wrist")]))
-    assert all(t.transform.rotation.w >= 0 for t in transforms)
-    assert messages.tf_transforms(header(), []) == []
 
 
 def test_diagnostics_values_are_strings() -> None:

@@ -1,7 +1,7 @@
 """The one translation between petr_ros results and ROS messages, both ways. Shared by the node, the demo, the
 benchmarks and the tests.
 
-Builders (results -> messages): SkeletonArray, PoseArray, MarkerArray, TF transforms, diagnostics, rgb8 Image.
+Builders (results -> messages): SkeletonArray, PoseArray, MarkerArray, diagnostics, rgb8 Image (TF: `ros/tf.py`).
 Decoders (messages -> arrays): images -> RGB, SkeletonArray -> PersonResults, MarkerArray -> marker primitives,
 PoseArray -> joint frames, DiagnosticArray -> key/values. Stamps: `stamp_to_ns` / `stamp_from_ns` / `stamp_to_sec`.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, Pose, PoseArray, Quaternion, TransformStamped
+from geometry_msgs.msg import Point, Pose, PoseArray, Quaternion
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
@@ -182,33 +182,6 @@ def marker_array(
         bones.color = colours["centre"]
         msg.markers += [joints, bones]
     return msg
-
-
-def body_frame(person_id: int) -> str:
-    """REP-155 body frame name of a person."""
-    return f"body_{person_id}"
-
-
-def joint_frame(joint: int, person_id: int) -> str:
-    """Per-joint TF frame name, REP-155 style: <joint name>_<person id>."""
-    return f"{JOINT_NAMES[joint]}_{person_id}"
-
-
-def tf_transforms(header: Header, persons: Sequence[PersonResult]) -> list[TransformStamped]:
-    """Per person: `body_<id>` (pelvis position, root rotation) in the image frame, and one frame per joint
-    (position, global rotation) in the image frame too (no chained parents: every rotation is global)."""
-    out = []
-    for person in persons:
-        pid = int(person.person_id)
-        for j in range(NUM_JOINTS):
-            names = [joint_frame(j, pid)] + ([body_frame(pid)] if j == 0 else [])
-            for name in names:
-                t = TransformStamped(header=header, child_frame_id=name)
-                p = person.joints3d_camera[j]
-                t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (float(v) for v in p)
-                t.transform.rotation = _quaternion(person.rotations[j])
-                out.append(t)
-    return out
 
 
 def diagnostic_array(
