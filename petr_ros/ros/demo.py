@@ -143,8 +143,8 @@ def camera_info_msg(focal_px: float, video_width: int, width: int, height: int) 
 # --- the player -------------------------------------------------------------------------------------------------
 class NodePlayer:
     """The demo's side of the graph: publishes frames to the node, records its outputs (and the inputs as JPEG)
-    into an MCAP bag, and matches each output to its frame by the header stamp. `close()` finishes the bag (kept
-    only when `complete` was set) and leaves the graph."""
+    into an MCAP bag, and matches each output to its frame by the header stamp. `close()` closes the bag (a run
+    that failed before `complete` was set leaves a valid partial bag) and leaves the graph."""
 
     def __init__(self, domain: int, node_proc: NodeProcess, bag_path: Path, frames: list[DemoFrame],
                  record_images: bool, record_camera_info: bool) -> None:
@@ -253,7 +253,7 @@ class NodePlayer:
         return answered
 
     def close(self) -> None:
-        # The bag goes into place only when complete (BagWriter renames it on a clean exit).
+        # An incomplete run is reported to the writer as an error: it closes the bag with what was written.
         self.recorder.__exit__(None if self.complete else RuntimeError, None, None)
         self.executor.shutdown()
         self.node.destroy_node()
