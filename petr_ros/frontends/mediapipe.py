@@ -208,7 +208,7 @@ class BlazePosePersonDetector:
     least `overlap`), and the caller runs them in turn (`detect(image, view)`).
     """
 
-    def __init__(self, min_score: float = 0.3, zoom: float = 3.0, overlap: float = 0.25) -> None:
+    def __init__(self, min_score: float = 0.3, zoom: float = 3.0, overlap: float = 0.5) -> None:
         if not 0.0 < float(min_score) < 1.0:
             raise ValueError(f"min_score must be in (0, 1), got {min_score!r}")
         if not 1.0 <= float(zoom) <= 8.0:
@@ -222,7 +222,7 @@ class BlazePosePersonDetector:
         self.min_score = float(min_score)
         self.zoom = float(zoom)
         self.overlap = float(overlap)
-        self.tile_inside_fraction = 0.8
+        self.tile_inside_fraction = 0.6
         self._graph = _solution(_DETECTOR_GRAPH % {"min_score": repr(self.min_score)}, ["detections"])
         self._lock = threading.Lock()
 
@@ -339,10 +339,11 @@ class MediaPipeFrontEnd:
         nobody, the whole image is tried once as in detector="none". While people are tracked HOG runs every
         `hog_interval` calls only (newcomers are picked up within that many frames).
       * no boxes, detector="blazepose": each person found so far is followed by the landmark model on the region
-        its own previous landmarks give (no detector run for it); BlazePose's person detector looks at one view
-        of the image every `detector_interval` calls (the whole image, then zoomed tiles in turn: newcomers and
-        small people are picked up within one cycle), and at the whole image plus one tile on every call while
-        nobody is followed. New people are the detections away from every followed person's hip centre. Up to
+        its own previous landmarks give (no detector run for it); BlazePose's person detector looks at one
+        downscaled view of the image every `detector_interval` calls (the whole image every fourth time, zoomed
+        tiles in turn in between: newcomers and small people are picked up within one cycle), at the whole image
+        and tiles while nobody is followed (a full search), and right around a followed person it lost. New
+        people are the detections away from every followed person's shoulder centre. Up to
         `workers` people's regions run concurrently (one landmark graph each).
     """
 
@@ -360,7 +361,7 @@ class MediaPipeFrontEnd:
         crop_padding: float = 0.25,
         smooth_landmarks: bool = True,
         hog_interval: int = 3,
-        detector_interval: int = 1,
+        detector_interval: int = 2,
         detector_zoom: float = 3.0,
         detector_min_score: float = 0.3,
         workers: int = 1,
@@ -475,14 +476,20 @@ class MediaPipeFrontEnd:
             return self._detect_hog(image)
 
     def _next_views(self, height: int, width: int) -> list[tuple[int, int, int]]:
-        """The detector views to search on this call (see the class docstring)."""
+        """The detector views to search on this call (see the class docstring): while people are followed, one
+        view every `detector_interval` calls, the whole image every fourth time (large newcomers are found soon)
+        and the zoomed tiles in turn in between; while nobody is, every view (a full search) on the first call and
+        then every `detector_interval` calls."""
         views = self._person_detector.views(height, width)
-        if self._followed and self._calls % self.detector_interval != 0:
+        tiles = views[1:]
+        if self._calls > 1 and self._calls % self.detector_interval != 0:
             return []
-        self._view_cycle = (self._view_cycle + 1) % len(views)
-        if self._followed:
-            return [views[self._view_cycle]]
-        return [views[0]] + ([views[self._view_cycle]] if self._view_cycle != 0 else [])
+        if not self._followed:
+            return views
+        self._view_cycle += 1
+        if self._view_cycle % 4 and tiles:
+            return [tiles[(self._view_cycle - self._view_cycle // 4 - 1) % len(tiles)]]
+        return views[:1]
 
     def _detect_blazepose(self, image: np.ndarray) -> list[Detection2D]:
         self._calls += 1
