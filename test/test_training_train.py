@@ -254,3 +254,19 @@ def test_yaml_config_then_flags(tmp_path, capsys) -> None:
     assert "unknown settings ['epocs']" in capsys.readouterr().err
     assert main(["train", "--data-3d", str(tmp_path / "none.npz"), "--data-2d", str(tmp_path / "none2.npz")]) == 2
     assert "none.npz: file not found" in capsys.readouterr().err
+
+
+def test_heldout_command_scores_a_checkpoint_on_the_shipped_held_out_motion(tmp_path, capsys) -> None:
+    from petr_ros.model.checkpoint import DEFAULT_LIFTER_PATH
+
+    assert main(["heldout", str(DEFAULT_LIFTER_PATH), "--json", str(tmp_path / "held_out.json")]) == 0
+    table = capsys.readouterr().out
+    assert "01_03" in table and "MPJPE" in table
+    import json
+
+    results = json.loads((tmp_path / "held_out.json").read_text())
+    assert list(results) == [str(DEFAULT_LIFTER_PATH)]
+    per_sequence = results[str(DEFAULT_LIFTER_PATH)]
+    assert any("01_03" in name for name in per_sequence)
+    for figures in per_sequence.values():
+        assert 20 < figures["detector_noise_2d"]["mpjpe"] < 400  # mm: a trained lifter, not a unit slip

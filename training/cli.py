@@ -6,6 +6,7 @@
     torchrun --nproc_per_node 2 -m training.cli train --config petr.yaml   # DDP
     petr_train train --config petr.yaml --resume outputs/petr/last.pt      # continue an interrupted run
     petr_train evaluate --checkpoint outputs/petr/best.pt --data-3d ... --data-2d ... --json results.json
+    petr_train heldout petr_ros/data/petr_lifter_cmu.pt outputs/petr/best.pt   # the model card's held-out table
     petr_train animate --checkpoint ... --data-3d ... --data-2d ... --subject S9 --action "Walking 1" --output a.gif
     petr_train prepare --data-3d ... --data-2d ... --videos /data/h36m --output data/crops
 """
@@ -91,6 +92,19 @@ def cmd_shipped(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_heldout(args: argparse.Namespace) -> int:
+    import json
+
+    from petr_ros import fileio
+    from training.shipped import evaluate_checkpoints, format_table
+
+    results = evaluate_checkpoints(args.checkpoints, seed=args.seed)
+    print(format_table(results))
+    if args.json:
+        print(f"results: {fileio.write_text(args.json, json.dumps(results, indent=2))}")
+    return 0
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from training.synthetic import generate_dataset
 
@@ -158,6 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from <work-dir>/last.pt after an interruption")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=cmd_shipped)
+
+    p = sub.add_parser("heldout", help="evaluate checkpoints on the shipped lifter's held-out motion sequences",
+                       description="Score lifter checkpoints (the shipped one, your own) on the held-out real motion "
+                       "of the shipped recipe (CMU take 01_03 and any newer held-out sequences) through the same "
+                       "virtual cameras and detector-like 2D noise as the model card's figures.")
+    p.add_argument("checkpoints", nargs="+", help="lifter checkpoints (.pt), e.g. petr_ros/data/petr_lifter_cmu.pt")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out cameras and noise (0: the model card's)")
+    p.add_argument("--json", help="also write all figures to this JSON file")
+    p.set_defaults(func=cmd_heldout)
 
     p = sub.add_parser("synth", help="write a synthetic dataset in the Human3.6M VideoPose3D layout",
                        description="Winter-model motion with in-limit smooth joint angles, the real Human3.6M "
