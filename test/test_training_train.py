@@ -126,7 +126,8 @@ def test_sigterm_loses_at_most_the_current_epoch_and_resume_finishes(data, tmp_p
 def test_ddp_two_processes_give_the_single_process_losses(data, tmp_path) -> None:
     common = ["--data-3d", str(data["data_3d"]), "--data-2d", str(data["data_2d"]), "--train-subjects", "S1", "S5",
               "--test-subjects", "S9", "--dim-feedforward", "64", "--batch-size", "64", "--epochs", "2",
-              "--max-batches", "6", "--dropout", "0", "--lr", "1e-3", "--threads", "1", "--quiet"]
+              "--max-batches", "6", "--dropout", "0", "--lr", "1e-3", "--threads", "1", "--quiet", "--dist-backend",
+              "gloo"]
     single = train(_cfg(data, tmp_path / "single", dim_feedforward=64, epochs=2, max_batches=6, dropout=0.0),
                    progress=False)
     port = str(29500 + os.getpid() % 1000)
