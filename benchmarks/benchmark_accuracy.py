@@ -479,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = time.perf_counter() - t_start
     print(table(results))
     print(f"\n{results['seconds']:.0f} s in all; P-MPJPE, MPJPE and bone directions on frames where all 17 reference "
-          "joints are valid; petr_ros and BlazePose from the same 2D detections.")
+          "joints are valid; BlazePose world landmarks from its own run on each reported person's crop.")
     if args.output:
         from petr_ros.fileio import write_text
 
