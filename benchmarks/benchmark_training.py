@@ -30,13 +30,14 @@ def _last_rate(output: Path) -> float:
 
 def run(args: list[str], output: Path, processes: int, threads: int, device: str) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
+    # every case reuses the folder: --overwrite says so (a run refuses to replace another one's results otherwise)
     common = [*args, "--output", str(output), "--threads", str(threads), "--device", device, "--epochs", "2",
-              "--quiet"]  # fmt: skip
+              "--quiet", "--overwrite"]
     if processes == 1:
         cmd = [sys.executable, "-m", "training.cli", "train", *common]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-               "--master_port", str(29000 + os.getpid() % 1000), "-m", "training.cli", "train", *common]  # fmt: skip
+               "--master_port", str(29000 + os.getpid() % 1000), "-m", "training.cli", "train", *common]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
@@ -57,16 +58,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         data = generate_dataset(tmp / "data", subjects=("S1", "S5", "S9"), frames=200, seed=0, videos=True,
-                                video_scale=0.5, video_frames=40)  # fmt: skip
+                                video_scale=0.5, video_frames=40)
         index = prepare(data["data_3d"], data["data_2d"], data["videos"], tmp / "crops", ["S1", "S5", "S9"],
-                        stride=2, progress=False)  # fmt: skip
+                        stride=2, progress=False)
         lifter_batches = "40" if opts.quick else "200"
         image_batches = "2" if opts.quick else "4"
         lifter = ["--data-3d", str(data["data_3d"]), "--data-2d", str(data["data_2d"]), "--train-subjects", "S1",
                   "S5", "--test-subjects", "S9", "--test-stride", "20", "--batch-size", "256", "--max-batches",
-                  lifter_batches]  # fmt: skip
+                  lifter_batches]
         image = ["--mode", "image", "--index", str(index), "--train-subjects", "S1", "S5", "--test-subjects", "S9",
-                 "--test-stride", "40", "--batch-size", "8", "--max-batches", image_batches]  # fmt: skip
+                 "--test-stride", "40", "--batch-size", "8", "--max-batches", image_batches]
         cases = [
             ("lifter (PETR, batch 256)", lifter),
             ("end-to-end, frozen HRNet-W32 (batch 8)", image),
@@ -76,7 +77,7 @@ def main() -> None:
         if opts.lifter_only:
             cases = cases[:1]
         print(f"{'model':<44}{'1 proc x1 thr':>15}{f'1 proc x{opts.cores} thr':>15}{f'DDP {opts.cores}x1 thr':>15}"
-              f"{'CUDA':>10}   (samples/s)")  # fmt: skip
+              f"{'CUDA':>10}   (samples/s)")
         for name, args in cases:
             one = run(args, tmp / "one", 1, 1, "cpu")
             single = run(args, tmp / "single", 1, opts.cores, "cpu")
