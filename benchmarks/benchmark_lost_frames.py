@@ -6,7 +6,8 @@ For each size and each profile (the default Fast DDS transports, and config/fast
 processes) a child process of this script starts petr_node exactly as the README says
 (`--params-file config/petr.yaml -r image:=/camera/color/image_raw -r camera_info:=/camera/color/camera_info`),
 publishes `rate` Hz rgb8 frames for `seconds` with a camera driver's QoS (sensor data: best effort), and reads the
-node's own count of received images from /diagnostics. Lost = sent - received (what never reached the callback).
+node's own count of received images from /diagnostics. Lost = sent - received (what never reached the callback);
+the node's own count of samples DDS reported lost (lost_input) is printed beside it.
 Each run is a process of its own because Fast DDS reads its XML profile once per process.
 """
 
@@ -27,7 +28,7 @@ SHM_PROFILE = REPO / "config" / "fastdds_shm.xml"
 ASSETS = Path(os.environ.get("PETR_ASSETS", REPO / "assets"))
 
 
-def _child(width: int, height: int, rate: float, seconds: float, log_dir: Path) -> dict:
+def _child(width: int, height: int, rate: float, seconds: float, log_dir: Path, profile: str) -> dict:
     import cv2
     import numpy as np
     import rclpy
@@ -40,7 +41,11 @@ def _child(width: int, height: int, rate: float, seconds: float, log_dir: Path) 
 
     bgr = cv2.imread(str(ASSETS / "messi5.jpg"), cv2.IMREAD_COLOR)
     rgb = np.ascontiguousarray(cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (width, height)))
-    node = NodeProcess(os.environ, log_dir / "node.log", params={"diagnostics_period": 0.5},
+    node_env = dict(os.environ)
+    if profile == "shm_node":  # only the node loads the profile; the camera keeps Fast DDS's defaults
+        node_env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(SHM_PROFILE)
+        os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    node = NodeProcess(node_env, log_dir / "node.log", params={"diagnostics_period": 0.5},
                        params_file=REPO / "config" / "petr.yaml",
                        remaps={"image": "/camera/color/image_raw", "camera_info": "/camera/color/camera_info"},
                        cwd=REPO)
@@ -86,6 +91,7 @@ def _child(width: int, height: int, rate: float, seconds: float, log_dir: Path) 
         spin(3.0)  # the last frames arrive, the next diagnostics report goes out
         received = int(latest["received"]) - before
         return {"size": f"{width}x{height}", "sent": sent, "received": received, "lost": sent - received,
+                "reported_lost": latest.get("lost_input", "n/a"),
                 "node_log_tail": node.log()[-600:] if received == 0 else ""}
     finally:
         executor.shutdown()
@@ -99,13 +105,16 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="+", default=["1768x994", "640x360"])
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--profiles", nargs="+", default=["default", "shm"], choices=["default", "shm"])
+    parser.add_argument("--profiles", nargs="+", default=["default", "shm"], choices=["default", "shm", "shm_node"],
+                        help="default: Fast DDS defaults everywhere; shm: config/fastdds_shm.xml in the camera and "
+                             "the node; shm_node: in the node only")
     parser.add_argument("--child", nargs=2, metavar=("SIZE", "PROFILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         w, h = (int(v) for v in args.child[0].split("x"))
         with tempfile.TemporaryDirectory() as tmp:
-            print(json.dumps({"profile": args.child[1], **_child(w, h, args.rate, args.seconds, Path(tmp))}))
+            result = _child(w, h, args.rate, args.seconds, Path(tmp), args.child[1])
+            print(json.dumps({"profile": args.child[1], **result}))
         return 0
     results = []
     for size in args.sizes:
@@ -126,7 +135,8 @@ def main() -> int:
                 continue
             r = json.loads(lines[-1])
             results.append(r)
-            print(f"{r['size']:>10} {r['profile']:>8}: sent {r['sent']}, received {r['received']}, lost {r['lost']}"
+            print(f"{r['size']:>10} {r['profile']:>8}: sent {r['sent']}, received {r['received']}, lost {r['lost']} "
+                  f"(node's lost_input: {r['reported_lost']})"
                   + (f"\n{r['node_log_tail']}" if r["node_log_tail"] else ""), flush=True)
     return 0
 

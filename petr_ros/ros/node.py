@@ -21,11 +21,20 @@ transition; a second node with the same name is warned about; a track that ends 
 Run: `petr_node --ros-args --params-file config/petr.yaml -r image:=/camera/color/image_raw`.
 """
 
+# ruff: noqa: E402 - the Ctrl-C guard below has to run before the slow imports
 from __future__ import annotations
+
+import os
+import signal
+import sys
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "petr_node":
+    # Ctrl-C while the imports below load (PyTorch, MediaPipe: seconds) ends the start quietly with exit code 0
+    # instead of a KeyboardInterrupt traceback; main() puts Python's own handler back before rclpy starts.
+    signal.signal(signal.SIGINT, lambda *_: os._exit(0))
 
 import dataclasses
 import math
-import sys
 import threading
 import time
 from collections import deque
@@ -219,8 +228,9 @@ def topic_name_error(name: str) -> str | None:
     try:
         validate_topic_name(name)
         validate_full_topic_name(expand_topic_name(name, NODE_NAME, "/"))
-    except InvalidTopicNameException as exc:
-        return f"'{name}' is not a valid topic name ({str(exc).splitlines()[0].removeprefix('Invalid topic name: ')})"
+    except (InvalidTopicNameException, ValueError) as exc:  # ValueError: e.g. an unknown {substitution}
+        reason = str(exc).splitlines()[0].removeprefix("Invalid topic name: ").split(", at /")[0]
+        return f"'{name}' is not a valid topic name ({reason})"
     return None
 
 
@@ -681,6 +691,7 @@ class PetrNode(LifecycleNode):
 def main(args: list[str] | None = None) -> int:
     """Entry point: `petr_node --ros-args --params-file config/petr.yaml`. Exit code 1 when autostart fails, 2 for
     invalid arguments; 0 after Ctrl-C (also during start-up) or the shutdown transition."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         rclpy.init(args=args)
     except RCLError as exc:  # malformed --ros-args (e.g. a -p without a value)
