@@ -149,6 +149,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--only", nargs="+", default=["stages", "3d", "runtimes", "functional"],
+                    choices=["stages", "3d", "runtimes", "functional"], help="sections to run")  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -181,6 +183,19 @@ def main() -> None:
     print(f"PEBRT lifter: {count_parameters(pebrt):,} parameters, {pebrt_flops / 1e6:.2f} MFLOPs "
           "(+ Gram-Schmidt/FK, not counted)")
 
+    if "3d" in args.only:
+        three_d_half(est, args.repeats)
+    if "runtimes" in args.only and device.type == "cpu":
+        cpu_runtimes(hrnet, args.batches, args.repeats)
+    if "stages" in args.only:
+        stages(est, device, args)
+    if "functional" in args.only:
+        functional_comparison(hrnet, device, args)
+
+
+def stages(est: PoseEstimator, device: torch.device, args: argparse.Namespace) -> None:
+    """Per-stage times of `estimate` on the real photo, per batch size."""
+    fe = est.frontend
     # --- stages on the real photo
     bgr = cv2.imread(str(ASSETS / "messi5.jpg"))
     if bgr is None:
@@ -228,7 +243,9 @@ def main() -> None:
             print(f"{batch:>5} peak CUDA memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")
     print(f"peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
-    # --- our module vs a plain functional forward of the same weights
+
+def functional_comparison(hrnet: torch.nn.Module, device: torch.device, args: argparse.Namespace) -> None:
+    """Our module vs a plain functional forward of the same weights."""
     sd = {k: v.to(device) for k, v in hrnet.state_dict().items()}
     with torch.inference_mode():
         for batch in args.batches:
@@ -248,6 +265,65 @@ def main() -> None:
                   f"{statistics.median(t_ours):.1f} / {statistics.median(t_ref):.1f} ms")  # fmt: skip
         t_sq, _ = timed(lambda: hrnet(torch.zeros(1, 3, 256, 256, device=device)), device, args.repeats)
         print(f"thesis crop 256x256 (64x64 heatmaps), batch 1: {t_sq:.1f} ms")
+
+
+
+def three_d_half(est: PoseEstimator, repeats: int) -> None:
+    """The 3D half of a frame per person (issue 13 target: at most 1 ms per person on the CPU): COCO->H3.6M,
+    normalisation, the lifter batched over the people, joint rotations, quaternions, PersonPose objects."""
+    from petr_ros.frontends import Detection2D
+
+    rng = np.random.default_rng(1)
+    rest = kinematics.winter_rest_pose()
+    print(f"\n3D half (estimator.lift) per frame, median of {max(repeats, 50)} runs (best in brackets), "
+          f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(f"{'people':>6} {'ms/frame':>9} {'ms/person':>10} {'of which joint rotations':>25}")
+    for people in (1, 2, 4, 8):
+        detections = []
+        for _ in range(people):
+            coco = rng.uniform(200, 400, size=(17, 2)) + rest[:17, :2] * 100
+            detections.append(Detection2D(keypoints=coco, scores=rng.uniform(0.5, 1.0, 17), box=[0, 0, 640, 480]))
+        t_half, _ = timed(lambda d=detections: est.lift(d), torch.device("cpu"), max(repeats, 50), warmup=5)
+        best_half = BEST["ms"]
+        joints = torch.from_numpy(rng.normal(scale=0.3, size=(people, 17, 3)).astype(np.float32))
+        with torch.inference_mode():
+            t_rot, _ = timed(lambda j=joints: kinematics.joint_rotations(j), torch.device("cpu"), max(repeats, 50))
+        print(f"{people:>6} {t_half:9.3f} {t_half / people:10.3f} ({best_half / people:.3f}) {t_rot:16.3f} ms/frame")
+
+
+def cpu_runtimes(hrnet: torch.nn.Module, batches: list[int], repeats: int) -> None:
+    """HRNet-W32 on PyTorch eager vs ONNX Runtime vs OpenVINO (the front end's `runtime` option), interleaved."""
+    from petr_ros.model.runtime import build_runtime, installed
+
+    example = torch.zeros(1, 3, 256, 192)
+    runtimes = {"torch": build_runtime(hrnet, "torch", example)}
+    for name in ("onnxruntime", "openvino"):
+        if not installed(name):
+            print(f"{name}: not installed (pip install .[cpu-runtime])")
+            continue
+        t0 = time.perf_counter()
+        built = build_runtime(hrnet, name, example)
+        print(f"{name}: built in {time.perf_counter() - t0:.1f} s: {built.reason}")
+        if built.name == name:
+            runtimes[name] = built
+    print(f"\nHRNet-W32 backbone by runtime, {torch.get_num_threads()} threads, interleaved, "
+          f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    for batch in batches:
+        x = torch.randn(batch, 3, 256, 192, generator=torch.Generator().manual_seed(batch))
+        with torch.inference_mode():
+            reference = hrnet(x)
+            diffs = {n: float((r(x) - reference).abs().max()) for n, r in runtimes.items()}
+            times: dict[str, list[float]] = {n: [] for n in runtimes}
+            for _ in range(max(5, repeats)):
+                for name, run in runtimes.items():
+                    t0 = time.perf_counter()
+                    run(x)
+                    times[name].append((time.perf_counter() - t0) * 1000.0)
+        base = statistics.median(times["torch"])
+        for name in runtimes:
+            med, best = statistics.median(times[name]), min(times[name])
+            print(f"  batch {batch:>2} {name:<12} median {med:8.1f} ms (best {best:8.1f}), {base / med:4.2f}x PyTorch "
+                  f"eager; max |heatmap difference| to PyTorch {diffs[name]:.2e}")  # fmt: skip
 
 
 if __name__ == "__main__":

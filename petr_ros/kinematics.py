@@ -205,6 +205,11 @@ def _constants(dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tens
             "level_rest_perpendicular": _perpendicular(rest_by_level),
             # [v]x entries picked from (0, v, -v): rows (0, -z, y), (z, 0, -x), (-y, x, 0)
             "skew_index": torch.tensor([0, 6, 2, 3, 0, 4, 5, 1, 0], device=device),
+            # gathers of the batched joint rotations (index tensors: a Python list index costs a conversion per call)
+            "level_children": torch.tensor(_LEVEL_ORDER[1:], device=device),
+            "level_parents": torch.tensor(_LEVEL_PARENTS, device=device),
+            "parent_slots": [torch.tensor(slots, device=device) for _, slots in _LEVELS],
+            "from_level_order": torch.tensor(_FROM_LEVEL_ORDER, device=device),
         }
 
 
@@ -493,14 +498,14 @@ def _joint_rotations_t(joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     """(global (..., 17, 3, 3), local (..., 17, 3, 3)) from positions, one batched step per tree level."""
     const = _constants(joints.dtype, joints.device)
     # every bone at once, in level order; the levels below are views of these
-    bones = joints[..., _LEVEL_ORDER[1:], :] - joints[..., _LEVEL_PARENTS, :]
+    bones = joints.index_select(-2, const["level_children"]) - joints.index_select(-2, const["level_parents"])
     rest, rest_perpendicular = const["level_rest"], const["level_rest_perpendicular"]
     root = _root_frame_t(joints)[..., None, :, :]
     glob, local = [root], [root]
     start = 0
-    for size, parent_slots in _LEVELS:
+    for (size, _), parent_slots in zip(_LEVELS, const["parent_slots"], strict=True):
         # a joint's parent is always on the level above: its rotation is already known
-        parent_rot = glob[-1][..., parent_slots, :, :] if glob[-1].shape[-3] > 1 else glob[-1]
+        parent_rot = glob[-1].index_select(-3, parent_slots) if glob[-1].shape[-3] > 1 else glob[-1]
         bone = bones[..., start : start + size, :]
         # The bone seen from its parent's frame; the swing from the rest direction to it is the local rotation.
         in_parent = (parent_rot.transpose(-1, -2) @ bone[..., None])[..., 0]
@@ -509,8 +514,8 @@ def _joint_rotations_t(joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
         local.append(swing)
         glob.append(parent_rot @ swing)
         start += size
-    back = _FROM_LEVEL_ORDER
-    return torch.cat(glob, dim=-3)[..., back, :, :], torch.cat(local, dim=-3)[..., back, :, :]
+    back = const["from_level_order"]
+    return torch.cat(glob, dim=-3).index_select(-3, back), torch.cat(local, dim=-3).index_select(-3, back)
 
 
 def _broadcast(*items: tuple[str, torch.Tensor, int]) -> tuple[int, ...]:
