@@ -110,6 +110,20 @@ def test_corrupt_weights_one_clear_error(start_node, tmp_path, lifter_checkpoint
     log = node.log()
     assert "configure failed" in log and str(corrupt) in log and "Traceback" not in log
 
+    # A whole pickled model instead of tensors: one line naming the file and what was expected, not PyTorch's
+    # advice to load it with weights_only=False.
+    import torch
+
+    pickled = tmp_path / "whole_model.pt"
+    torch.save(torch.nn.Linear(2, 2), pickled)
+    for params in ({"lifter_checkpoint": pickled}, {"lifter_checkpoint": lifter_checkpoint, "backend": "hrnet",
+                                                     "hrnet_weights": pickled}):
+        node = start_node(params)
+        assert node.proc.wait(60) == 1
+        errors = [line for line in node.log().splitlines() if "configure failed" in line]
+        assert len(errors) == 1 and str(pickled) in errors[0] and "expected tensors only" in errors[0], node.log()
+        assert "weights_only" not in node.log() and "Traceback" not in node.log()
+
     bad_hrnet = tmp_path / "pose_hrnet_w32_256x192.pth"
     bad_hrnet.write_bytes(bytes(1000))
     node = start_node({"lifter_checkpoint": lifter_checkpoint, "backend": "hrnet", "hrnet_weights": bad_hrnet})

@@ -253,6 +253,19 @@ def intrinsics_error(k: Intrinsics, width: int, height: int) -> str | None:
     return None
 
 
+def load_error_text(exc: BaseException) -> str:
+    """One line for a model-loading error: PyTorch's multi-line advice on `weights_only` (a file of pickled Python
+    objects, e.g. a whole saved model) becomes what the file is and what was expected."""
+    text = str(exc)
+    marker = "Weights only load failed"
+    if marker in text:
+        head = text.split(marker)[0].rstrip(" :").removesuffix("UnpicklingError").rstrip(" :")
+        return (f"{head}: the file holds pickled Python objects (e.g. a whole saved model), which are not loaded "
+                f"for safety; expected tensors only (a state_dict, or a petr_ros checkpoint from petr_train)")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def _person_markers(person_id: int) -> tuple[tuple[str, int], ...]:
     """(namespace, id) of the markers messages.marker_array draws for a person (joints 0, bones 1)."""
     return ((f"person_{int(person_id)}", 0), (f"person_{int(person_id)}", 1))
@@ -360,9 +373,10 @@ class PetrNode(LifecycleNode):
         try:
             self._pipeline = self._load_pipeline()
         except Exception as exc:  # noqa: BLE001 - every load problem becomes one clear error, not a traceback
-            log.error(f"configure failed: {exc}")
+            reason = load_error_text(exc)
+            log.error(f"configure failed: {reason}")
             self._pipeline = None
-            self._state_reason = f"configure failed: {exc}"
+            self._state_reason = f"configure failed: {reason}"
             return TransitionCallbackReturn.FAILURE
         self._state, self._state_reason = "inactive", ""
         return TransitionCallbackReturn.SUCCESS
