@@ -1,7 +1,8 @@
 """`animate`: predicted and ground-truth 3D skeletons side by side (and the input frame), to GIF or MP4.
 
 Skeletons are drawn in the camera frame turned upright for viewing (x right, depth z into the screen, -y up),
-left limbs blue, right limbs red, centre green. GIFs are written with Pillow, MP4 with OpenCV; both atomically.
+each side in the package's palette (`render.person_colours`). GIFs are written with Pillow, MP4 with OpenCV;
+both atomically.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from petr_ros import fileio, skeleton
+from petr_ros.render import person_colours
 
-_COLOURS = {"left": "tab:blue", "right": "tab:red", "centre": "tab:green"}
+_COLOURS = person_colours(0)  # the package's one palette, by side
 
 
 def _draw_skeleton(ax, joints: np.ndarray, title: str, radius: float) -> None:

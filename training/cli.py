@@ -157,17 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("shipped", help="train the shipped default lifter on CMU mocap (CPU, a few minutes)",
-                       description="Reproduce petr_ros/data/petr_lifter_cmu.pt: PETR trained on CMU take 01_01 "
-                       "(+ mirror + Winter synthetic poses) through random virtual cameras with detector-like 2D "
-                       "noise, evaluated on the held-out take 01_03. Reads the BVH files from $PETR_ASSETS.",
-                       )
+    p = sub.add_parser("shipped", help="train the shipped default lifter on real mocap (CPU, minutes)",
+                       description="Reproduce petr_ros/data/petr_lifter_cmu.pt: the sequence lifter (27-frame "
+                       "windows, skeleton-consistent bones head) trained on the real mocap of training.motion's "
+                       "train split (+ mirror, limb-varied copies, Winter synthetic motion) through random virtual "
+                       "cameras with detector-like 2D noise; evaluated against the previous file on the held-out "
+                       "sequences (petr_train heldout repeats that for any checkpoint). Reads the motion files "
+                       "from $PETR_ASSETS.")
     p.add_argument("--output", default="petr_ros/data/petr_lifter_cmu.pt", help="where to write the released "
                    "checkpoint (weights + config + metadata with held-out metrics; no optimiser state)")
     p.add_argument("--work-dir", default="outputs/shipped", help="training folder (last.pt for --resume, log.csv, "
                    "loss_curve.png, metrics.json)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed reproduces the same weights")
-    p.add_argument("--epochs", type=int, default=20, help="epochs of 65536 fresh samples each")
+    p.add_argument("--epochs", type=int, default=20, help="epochs of 32768 fresh windows each")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 keeps a shared machine usable)")
     p.add_argument("--resume", action="store_true", help="continue from <work-dir>/last.pt after an interruption")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")

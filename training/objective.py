@@ -48,13 +48,14 @@ def backbone_entry(model: nn.Module, cfg: TrainConfig) -> dict[str, Any] | None:
 
 
 def flip_batch(inputs: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Mirror the CPU samples where `mask` is true: keypoints (B,17,2) or images (B,C,H,W), and 3D targets.
+    """Mirror the CPU samples where `mask` is true: keypoints (B, 17, 2), keypoint windows (B, T, 17, 2) or images
+    (B, C, H, W), and 3D targets (B, 17, 3).
 
     Poses mirror through `skeleton.flip_pose` (negate x, swap sides); images are flipped horizontally (the 2D
     detector sees a mirrored person and labels the sides itself).
     """
     target_f = torch.from_numpy(skeleton.flip_pose(target.numpy(), axis=0))
-    if inputs.ndim == 3:
+    if tuple(inputs.shape[-2:]) == (skeleton.NUM_JOINTS, 2):
         inputs_f = torch.from_numpy(skeleton.flip_pose(inputs.numpy(), axis=0))
     else:
         inputs_f = torch.flip(inputs, dims=[-1])

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from petr_ros import fileio, kinematics, skeleton
-from petr_ros.render import draw_skeleton_cv2
+from petr_ros.render import draw_skeleton_cv2, person_colours
 from training import h36m
 from training.cameras import h36m_cameras
 
@@ -167,7 +167,7 @@ def render_stick_video(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     w, h = max(2, round(res_w * scale)), max(2, round(res_h * scale))
-    colours = {"left": (230, 90, 40), "right": (40, 80, 230), "centre": (60, 200, 60)}  # BGR: left blue, right red
+    colours = {side: tuple(int(255 * c) for c in reversed(rgb)) for side, rgb in person_colours(0).items()}  # BGR
     thickness = max(1, round(6 * scale))
     with fileio.atomic_path(path, suffix=path.suffix) as tmp:  # OpenCV picks the container by the extension
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
