@@ -34,6 +34,7 @@ from petr_ros.estimator import DEFAULT_BACKEND, PersonPose, PoseEstimator
 from petr_ros.model.device import DEFAULT_DEVICE, DEFAULT_PRECISION
 from petr_ros.plausibility import PlausibilitySettings, reject_implausible
 from petr_ros.results import PersonResult
+from petr_ros.sequence_lifting import track_lifter_for
 from petr_ros.smoothing import DEFAULT_BETA, DEFAULT_MIN_CUTOFF, PoseSmoother
 from petr_ros.tracking import DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_MISSED, PersonTracker
 
@@ -56,9 +57,7 @@ class PipelineSettings:
     device: str = DEFAULT_DEVICE
     precision: str = DEFAULT_PRECISION
     # per frame
-    # The node's long-standing checks (finite values, min_score) until the ghost filter's other checks pass the
-    # shipped lifter on real photos (messi5.jpg fails 'proportions' today); PlausibilitySettings() turns them on.
-    plausibility: PlausibilitySettings = field(default_factory=PlausibilitySettings.scores_only)
+    plausibility: PlausibilitySettings = field(default_factory=PlausibilitySettings)  # the ghost filter's checks
     max_persons: int = DEFAULT_MAX_PERSONS  # the best-scoring people kept per frame
     tracking: bool = True
     tracking_iou_threshold: float = DEFAULT_IOU_THRESHOLD
@@ -149,13 +148,17 @@ def load_estimator(settings: PipelineSettings) -> PoseEstimator:
 
 class FramePipeline:
     """One image stream's per-frame pipeline (module docstring). `estimator`: a ready PoseEstimator (else one is
-    built from `settings`); `lifter`: a TrackLifter (default `SingleFrameLifter`)."""
+    built from `settings`); `lifter`: a TrackLifter (default: `sequence_lifting.SequenceTrackLifter` for a sequence
+    lifter such as the shipped one, else `SingleFrameLifter`)."""
 
     def __init__(self, settings: PipelineSettings | None = None, estimator: PoseEstimator | None = None,
                  lifter: TrackLifter | None = None) -> None:
         self._settings = settings if settings is not None else PipelineSettings()
         self.estimator = estimator if estimator is not None else load_estimator(self._settings)
-        self.lifter: TrackLifter = lifter if lifter is not None else SingleFrameLifter()
+        # the shipped sequence lifter reads each track's window (petr_ros.sequence_lifting); one-token lifters lift
+        # frame by frame
+        self.lifter: TrackLifter = lifter if lifter is not None else (track_lifter_for(self.estimator)
+                                                                      or SingleFrameLifter())
         if not isinstance(self.lifter, TrackLifter) or int(self.lifter.history_length) < 1:
             raise TypeError(f"lifter {type(self.lifter).__name__} must implement TrackLifter (history_length >= 1)")
         self._lock = threading.Lock()  # guards the per-track state against configure() from another thread
@@ -187,6 +190,9 @@ class FramePipeline:
             self._tracker.reset()
             self._smoother.reset()
             self._histories = {}
+            reset_lifter = getattr(self.lifter, "reset", None)
+            if callable(reset_lifter):
+                reset_lifter()
         self.estimator.reset()
 
     def warmup(self) -> None:
@@ -226,7 +232,7 @@ class FramePipeline:
                 self._histories = {}
                 histories = [_fresh_history(p, stamp_s) for p in poses]
             clock.lap("track")
-            if poses:
+            if poses and not isinstance(self.lifter, SingleFrameLifter):  # else: the frame's own lift stays
                 joints, rotations = self.lifter.lift_tracks(histories)
                 poses = [dataclasses.replace(p, joints3d=np.asarray(j, np.float32), rotations=np.asarray(q, np.float32))
                          for p, j, q in zip(poses, joints, rotations, strict=True)]
