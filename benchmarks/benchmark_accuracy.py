@@ -34,6 +34,7 @@ import json
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +49,10 @@ sys.path.insert(0, str(REPO))
 
 from petr_ros import metrics  # noqa: E402
 from petr_ros.camera import Intrinsics, place_skeleton, project  # noqa: E402
-from petr_ros.detection import PeopleTally, match_boxes  # noqa: E402
+from petr_ros.detection import PeopleTally, boxes_from_keypoints, match_boxes  # noqa: E402
+from petr_ros.estimator import PersonPose, PoseEstimator  # noqa: E402
 from petr_ros.frontends.mediapipe import BLAZEPOSE_TO_COCO, mediapipe_model_path  # noqa: E402
+from petr_ros.kinematics import matrix_to_quaternion  # noqa: E402
 from petr_ros.preprocessing import expand_boxes  # noqa: E402
 from petr_ros.skeleton import coco_to_h36m  # noqa: E402
 
@@ -124,12 +127,13 @@ class BlazePoseWorld:
 @dataclass
 class Runner:
     """The pipeline under test: run(rgb, stamp_s, intrinsics) -> people; reset(); close(); and lift_2d(keypoints
-    (N, 17, 2) px) -> (N, 17, 3) m, the lifter alone on given 2D (for the oracle-2D row)."""
+    (T, 17, 2) px of one person's consecutive frames, fps) -> (T, 17, 3) m: the pipeline's lifter alone on given
+    2D, as one track (for the oracle-2D row)."""
 
     run: Callable[[np.ndarray, float, Intrinsics | None], list[Person]]
     reset: Callable[[], None]
     close: Callable[[], None]
-    lift_2d: Callable[[np.ndarray], np.ndarray]
+    lift_2d: Callable[[np.ndarray, float], np.ndarray]
 
 
 def frame_runner(checkpoint: str | None, model_complexity: int) -> Runner:
@@ -138,8 +142,6 @@ def frame_runner(checkpoint: str | None, model_complexity: int) -> Runner:
 
     petr_ros.pipeline.FramePipeline when the package has it; else PoseEstimator + PersonTracker + place_skeleton
     (what the node did before the pipeline existed)."""
-    from petr_ros.estimator import PoseEstimator
-
     options = {"model_complexity": model_complexity} if model_complexity != 1 else None
     estimator = PoseEstimator(lifter_checkpoint=checkpoint, frontend_options=options)
     estimator.warmup()
@@ -149,7 +151,7 @@ def frame_runner(checkpoint: str | None, model_complexity: int) -> Runner:
         estimator.close()
         blaze.close()
 
-    def lift_2d(keypoints: np.ndarray) -> np.ndarray:
+    def lift_single_frames(keypoints: np.ndarray, fps: float) -> np.ndarray:
         return estimator.lift_keypoints(keypoints)[0]
 
     try:
@@ -164,7 +166,34 @@ def frame_runner(checkpoint: str | None, model_complexity: int) -> Runner:
             return [Person(r.person_id, r.joints3d, r.joints3d_camera, r.keypoints2d, r.confidences, r.box,
                            blaze.measure(rgb, r.box)) for r in pipeline.process(rgb, stamp_s, intrinsics)]
 
-        return Runner(run, pipeline.reset, close, lift_2d)
+        def lift_track(keypoints: np.ndarray, fps: float) -> np.ndarray:
+            """The keypoints as one new track through a fresh copy of the pipeline's track lifter."""
+            from petr_ros.pipeline import SingleFrameLifter, TrackHistory
+            from petr_ros.sequence_lifting import track_lifter_for
+
+            lifter = track_lifter_for(estimator) or SingleFrameLifter()
+            length = int(lifter.history_length)
+            kp = np.asarray(keypoints, np.float32)
+            single, rotations = estimator.lift_keypoints(kp)
+            quats = matrix_to_quaternion(rotations.astype(np.float64)).astype(np.float32)
+            conf = np.ones(17, np.float32)
+            boxes = boxes_from_keypoints(kp, np.ones(kp.shape[:2], np.float32))
+            history: TrackHistory | None = None
+            out = []
+            for t in range(len(kp)):
+                pose = PersonPose(single[t], quats[t], kp[t], conf, boxes[t], 1.0, 0)
+                if history is None:
+                    history = TrackHistory(0, deque([t / fps], maxlen=length), deque([kp[t]], maxlen=length),
+                                           deque([conf], maxlen=length), pose)
+                else:
+                    history.stamps_s.append(t / fps)
+                    history.keypoints2d.append(kp[t])
+                    history.confidences.append(conf)
+                    history.latest = pose
+                out.append(lifter.lift_tracks([history])[0][0])
+            return np.stack(out)
+
+        return Runner(run, pipeline.reset, close, lift_track)
 
     from petr_ros.tracking import PersonTracker
 
@@ -183,7 +212,7 @@ def frame_runner(checkpoint: str | None, model_complexity: int) -> Runner:
         tracker.reset()
         estimator.reset()
 
-    return Runner(run_estimator, reset, close, lift_2d)
+    return Runner(run_estimator, reset, close, lift_single_frames)
 
 
 # --- Video ---------------------------------------------------------------------------------------------------
@@ -265,7 +294,7 @@ def match_reference(video: VideoRun, names: list[str], boxes: np.ndarray) -> tup
 
 
 def labelled_scores(video: VideoRun, ref: dict[str, np.ndarray], matched: list[int | None],
-                    lift_2d: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, dict]:
+                    lift_2d: Callable[[np.ndarray, float], np.ndarray] | None = None) -> dict[str, dict]:
     """The labelled measures for petr_ros and BlazePose (mm, degrees, %, m), the reference's own limb CV, and with
     `lift_2d` the lifter alone on the reference's projected 2D ("oracle 2D": what the lifter costs by itself)."""
     n = len(video.people)
@@ -314,12 +343,27 @@ def labelled_scores(video: VideoRun, ref: dict[str, np.ndarray], matched: list[i
     out["reference"] = {"limb_length_cv_pct": 100.0 * metrics.limb_length_cv(truth_rel),
                         "frames": int(full.sum())}
     if lift_2d is not None and full.any():
-        pixels = project(truth[full], Intrinsics.from_k(ref["K_cam01"].reshape(-1)))
-        lifted = np.asarray(lift_2d(pixels.astype(np.float32)), np.float64)
+        # Every frame as one track (a temporal lifter needs them all): a joint missing in a frame keeps its last
+        # valid position (the first valid one before that). Scored on the frames with all 17 joints valid.
+        filled = _fill_missing(truth)
+        pixels = project(filled, Intrinsics.from_k(ref["K_cam01"].reshape(-1)))
+        lifted = np.asarray(lift_2d(pixels.astype(np.float32), float(ref["fps"])), np.float64)[full]
         pred_mm, true_mm = 1000.0 * (lifted - lifted[:, :1]), 1000.0 * truth_rel[full]
         out["petr_oracle_2d"] = {"frames": int(full.sum()), "p_mpjpe_mm": metrics.p_mpjpe(pred_mm, true_mm),
                                  "mpjpe_mm": metrics.mpjpe(pred_mm, true_mm),
                                  "bone_direction_deg": metrics.bone_direction_error_deg(pred_mm, true_mm)}
+    return out
+
+
+def _fill_missing(joints: np.ndarray) -> np.ndarray:
+    """(T, 17, 3) with NaN joints -> each NaN joint takes its last valid position (or, before any, its first)."""
+    out = joints.copy()
+    for j in range(out.shape[1]):
+        ok = np.flatnonzero(np.isfinite(out[:, j]).all(axis=1))
+        if len(ok) == 0:
+            raise ValueError(f"joint {j} is never valid in the reference")
+        source = ok[np.clip(np.searchsorted(ok, np.arange(len(out)), side="right") - 1, 0, None)]
+        out[:, j] = out[source, j]
     return out
 
 
@@ -408,7 +452,7 @@ def table(results: dict) -> str:
                      _fmt(ref.get(key), digits) if key in ref else ""))
     oracle = lab.get("petr_oracle_2d")
     if oracle:
-        rows.append(("lifter alone on the reference's projected 2D: P-MPJPE / MPJPE (mm) / bone dir (deg)",
+        rows.append(("pipeline's lifter alone on the reference's projected 2D: P-MPJPE / MPJPE / bone dir",
                      f"{oracle['p_mpjpe_mm']:.1f} / {oracle['mpjpe_mm']:.1f} / {oracle['bone_direction_deg']:.1f}",
                      "", ""))
     tally = results["pose2sim_cam01"]["people"]

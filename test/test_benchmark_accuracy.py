@@ -78,19 +78,22 @@ def test_oracle_2d_row_lifts_the_reference_projection(ref: dict[str, np.ndarray]
     """The lifter-alone row hands the lifter the reference's own projected 2D; a lifter that answers the truth
     scores zero, one that answers a mirror image does not."""
     full = ref["valid"][0].all(axis=1)
-    truth = ref["joints_cam01"][0][full].astype(np.float64)
+    truth = B._fill_missing(np.where(ref["valid"][0, ..., None], ref["joints_cam01"][0], np.nan).astype(np.float64))
+    assert np.isfinite(truth).all()
+    np.testing.assert_allclose(truth[full], ref["joints_cam01"][0][full])  # valid joints are left as they are
     K = Intrinsics.from_k(ref["K_cam01"].reshape(-1))
-    seen: list[np.ndarray] = []
+    seen: list[tuple[np.ndarray, float]] = []
 
-    def perfect(pixels: np.ndarray) -> np.ndarray:
-        seen.append(pixels)
+    def perfect(pixels: np.ndarray, fps: float) -> np.ndarray:
+        seen.append((pixels, fps))
         return truth - truth[:, :1]
 
     scores = B.labelled_scores(_reference_people(ref), ref, [1] * 100, perfect)["petr_oracle_2d"]
-    np.testing.assert_allclose(seen[0], project(truth, K), atol=1e-3)
+    assert seen[0][0].shape == (100, 17, 2) and seen[0][1] == 60.0  # every frame, as one track at 60 fps
+    np.testing.assert_allclose(seen[0][0], project(truth, K), atol=1e-3)
     assert scores["frames"] == 48 and scores["p_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
     mirrored = B.labelled_scores(_reference_people(ref), ref, [1] * 100,
-                                 lambda px: (truth - truth[:, :1]) * [-1.0, 1.0, 1.0])["petr_oracle_2d"]
+                                 lambda px, fps: (truth - truth[:, :1]) * [-1.0, 1.0, 1.0])["petr_oracle_2d"]
     assert mirrored["p_mpjpe_mm"] > 20.0 and mirrored["bone_direction_deg"] > 10.0
 
 
@@ -132,3 +135,25 @@ def test_blazepose_world_answers_for_a_person_box() -> None:
         assert blaze.measure(rgb, np.array([0.0, 0.0, 4.0, 4.0])) is None  # nothing to look at
     finally:
         blaze.close()
+
+
+def test_the_runner_runs_the_default_pipeline_on_real_frames(ref: dict[str, np.ndarray]) -> None:
+    frames, fps = B.read_frames(B.ASSETS / "pose2sim_multi" / "cam01.mp4", 3)
+    assert fps == pytest.approx(60.0, rel=0.01) and frames[0].shape == (1920, 1088, 3)
+    runner = B.frame_runner(None, 1)
+    try:
+        K = Intrinsics.from_k(ref["K_cam01"].reshape(-1), 1088, 1920)
+        video = B.run_video(runner, "cam01", frames, fps, K)
+        assert all(video.people) and len(video.tracks) >= 1
+        matched, _ = B.match_reference(video, *B.known_boxes(ref, 3))
+        assert all(i is not None for i in matched)  # she is found and matched in every frame
+        person = video.people[0][matched[0]]
+        assert person.joints3d.shape == (17, 3) and np.allclose(person.joints3d[0], 0.0, atol=1e-5)
+        assert person.blaze is not None and person.blaze.world.shape == (17, 3)
+        assert 1.5 < person.joints3d_camera[0, 2] < 4.0  # placed with the intrinsics: metres in front of cam01
+        # The lifter alone on a track of given 2D: one root-relative pose per frame.
+        pixels = np.asarray([p.keypoints2d for p in (video.people[f][matched[f]] for f in range(3))])
+        lifted = runner.lift_2d(pixels, fps)
+        assert lifted.shape == (3, 17, 3) and np.isfinite(lifted).all()
+    finally:
+        runner.close()
