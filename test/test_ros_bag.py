@@ -254,3 +254,37 @@ def test_recorder_killed_with_sigkill_leaves_a_readable_bag(tmp_path: Path, ros_
     assert [m.msg for m in read_bag(out)] == got
     info = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert info["message_count"] == len(got)
+
+
+def test_play_clock_drives_a_node_with_use_sim_time(tmp_path: Path, ros_env: dict[str, str], probe,
+                                                    start_node) -> None:
+    """petr_bag_play --clock publishes the bag's time on /clock; petr_node with use_sim_time reports on
+    /diagnostics before any /clock (steady timer) and stamps its messages with the bag's time once it plays."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rosgraph_msgs.msg import Clock
+
+    start_ns = 1_700_000_000_000_000_000
+    bag = write_image_bag(tmp_path / "bag", _frames(20), rate_hz=10.0, start_ns=start_ns)
+    node = start_node({"autostart": False, "diagnostics_period": 0.2}, extra_args=["-p", "use_sim_time:=true"])
+    clock = probe.collect(Clock, "/clock", 10)
+    images = probe.collect(Image, "/camera/image_raw", 10)
+    diags = probe.collect(DiagnosticArray, "/diagnostics")
+    assert probe.spin_until(lambda: len(diags) >= 3, 30), node.log()  # no /clock yet: still reporting
+    assert all(d.header.stamp.sec == 0 for d in diags)  # sim time before the first /clock
+    player = subprocess.Popen([str(Path(sys.executable).parent / "petr_bag_play"), str(bag), "--clock",
+                               "--wait-for-subscribers", "30"], env=ros_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        assert probe.spin_until(lambda: player.poll() is not None, 90)
+    finally:
+        if player.poll() is None:
+            player.kill()
+        out, _ = player.communicate(timeout=30)
+    assert player.returncode == 0, out
+    probe.spin_for(0.5)
+    assert len(images) >= 15
+    t = np.array([c.clock.sec * 10**9 + c.clock.nanosec for c in clock], dtype=np.int64)
+    assert len(t) > 100 and np.all(np.diff(t) >= 0)  # ~100 Hz over the 1.9 s of the bag, never backwards
+    assert start_ns <= t[0] and t[-1] <= start_ns + 19 * 10**8 + 10**7
+    during = [d.header.stamp.sec * 10**9 + d.header.stamp.nanosec for d in diags if d.header.stamp.sec]
+    assert during and all(start_ns <= s <= start_ns + 2 * 10**9 for s in during), during  # the node's clock = bag

@@ -8,7 +8,7 @@ or a crash leaves a bag of everything received up to the kill (`petr_bag_record 
 index and the exact counts; a power loss can cost the last second, the fsync period).
 
 Entry points:
-    petr_bag_play BAG [--topics T ...] [--rate R] [--loop] [--remap FROM:=TO ...]
+    petr_bag_play BAG [--topics T ...] [--rate R] [--loop] [--remap FROM:=TO ...] [--clock]
     petr_bag_record OUT --topics T ... [--duration S] [--max-messages N]
     petr_bag_record --recover BAG
 Functions (also used by the demo): write_bag, write_image_bag, read_bag, play_bag, record_bag, recover_bag.
@@ -43,6 +43,7 @@ from petr_ros.fileio import write_text
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 DISCOVERY_SETTLE_S = 0.5
+CLOCK_HZ = 100.0  # /clock messages per second of playback with --clock
 ACK_TIMEOUT_S = 5.0
 
 
@@ -649,11 +650,14 @@ def play_bag(
     stop: threading.Event | None = None,
     wait_for_subscribers: float = 0.0,
     on_publish: Callable[[str, int], None] | None = None,
+    clock: bool = False,
 ) -> int:
     """Publish a bag's messages (by default its Image/CompressedImage topics) with their recorded timing scaled by
     `rate` (0: as fast as possible). The serialised bytes are published as they are. Returns messages published.
 
     wait_for_subscribers: seconds to wait for each topic to have a subscriber before starting (0: don't wait).
+    clock: also publish the bag's time on /clock (rosgraph_msgs/Clock, CLOCK_HZ and before every message), so
+    nodes with use_sim_time follow the recording.
     """
     if not rate >= 0:
         raise ValueError(f"rate must be >= 0, got {rate}")
@@ -665,10 +669,22 @@ def play_bag(
     qos = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.VOLATILE)
     pubs = {t: node.create_publisher(message_class(ty), remap.get(t, t), qos) for t, ty in wanted.items()}
+    clock_pub = None
+    if clock:
+        from rosgraph_msgs.msg import Clock
+
+        clock_pub = node.create_publisher(Clock, "/clock", 10)
+
+    def tick(t_ns: int) -> None:
+        if clock_pub is not None:
+            msg = Clock()
+            msg.clock.sec, msg.clock.nanosec = divmod(int(t_ns), 1_000_000_000)
+            clock_pub.publish(msg)
+
     stop = stop or threading.Event()
     deadline = time.monotonic() + wait_for_subscribers
     while wait_for_subscribers > 0 and time.monotonic() < deadline and not stop.is_set():
-        if all(p.get_subscription_count() > 0 for p in pubs.values()):
+        if all(p.get_subscription_count() > 0 for p in [*pubs.values(), *([clock_pub] if clock_pub else [])]):
             # The publisher knowing the subscriber does not mean the subscriber knows the publisher yet (discovery
             # runs both ways); a volatile subscriber drops what arrives before that, so give it a moment.
             stop.wait(DISCOVERY_SETTLE_S)
@@ -682,15 +698,24 @@ def play_bag(
                 break
             start_bag = m.t_ns if start_bag is None else start_bag
             if rate > 0:
-                delay = start_wall + (m.t_ns - start_bag) / 1e9 / rate - time.monotonic()
-                if delay > 0 and stop.wait(delay):
+                due = start_wall + (m.t_ns - start_bag) / 1e9 / rate
+                while (delay := due - time.monotonic()) > 0 and not stop.is_set():
+                    if clock_pub is None:
+                        stop.wait(delay)
+                    else:  # the clock runs on between messages
+                        tick(start_bag + int((time.monotonic() - start_wall) * rate * 1e9))
+                        stop.wait(min(delay, 1.0 / CLOCK_HZ))
+                if stop.is_set():
                     break
+            tick(m.t_ns)
             pubs[m.topic].publish(m.raw)
             published += 1
             if on_publish is not None:
                 on_publish(m.topic, published)
         if not loop:
             break
+    if clock_pub is not None:
+        node.destroy_publisher(clock_pub)
     for p in pubs.values():
         # Reliable delivery may still be resending the last (fragmented) messages: wait for the acknowledgements
         # before the publisher goes away, or a subscriber that lost a fragment never gets that message.
@@ -797,6 +822,8 @@ def play_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO", help="publish FROM under TO")
     parser.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
                         help="wait up to S seconds for a subscriber on every topic before playing")
+    parser.add_argument("--clock", action="store_true",
+                        help="publish the bag's time on /clock (for nodes with use_sim_time:=true)")
     args, argv = _parse(parser, argv)
     remap = {}
     for item in args.remap:
@@ -809,7 +836,7 @@ def play_main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         n = play_bag(node, args.bag, args.topics, args.rate, args.loop, remap,
-                     wait_for_subscribers=args.wait_for_subscribers)
+                     wait_for_subscribers=args.wait_for_subscribers, clock=args.clock)
         node.get_logger().info(f"played {n} messages from {args.bag}")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
