@@ -174,3 +174,14 @@ def test_registry_table_lists_every_sequence_and_checks_the_files(capsys: pytest
     out = capsys.readouterr().out
     assert all(f"| {name} |" in out for name in ALL) and "all sequences load as registered" in out
     assert "| holosoma | 10636 | 2303 |" in out  # 12,939 frames in all
+
+
+@pytest.mark.parametrize("first", ["training.cmu", "training.motion", "training.motion.cmu"])
+def test_modules_import_in_any_order(first: str) -> None:
+    """training.cmu and training.motion import each other's parts: either may be imported first."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", f"import {first}; import training.cmu, training.motion"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.cmu import Y_UP_TO_Z_UP, load_cmu_take, read_bvh
+# The module, not its names: training.cmu imports training.motion.body, so either package may be imported first.
+from training import cmu as cmu_takes
 from training.motion.body import MotionSequence, assets_dir, bone_rotations, make_sequence, need_file
 
 SOURCE = "cmu"
@@ -30,7 +31,7 @@ def take_path(take: str, assets: str | os.PathLike | None = None) -> Path:
 
 def global_rotations(path: str | os.PathLike, frame_step: int = 1) -> dict[str, np.ndarray]:
     """World-frame (z up) rotation (F, 3, 3) of every BVH joint, composed down the hierarchy from pybvh's locals."""
-    bvh = read_bvh(path)
+    bvh = cmu_takes.read_bvh(path)
     _, local = bvh.to_rotmat()  # (F, joints, 3, 3) in bvh.joint_names order
     local = np.asarray(local, dtype=np.float64)[::frame_step]
     topology = bvh.fk_topology
@@ -42,13 +43,13 @@ def global_rotations(path: str | os.PathLike, frame_step: int = 1) -> dict[str, 
             continue  # end sites carry no rotation
         rot = local[:, joint]
         out[node] = rot if parent < 0 else out[int(parent)] @ rot
-    return {node_names[node]: Y_UP_TO_Z_UP @ rot for node, rot in out.items()}
+    return {node_names[node]: cmu_takes.Y_UP_TO_Z_UP @ rot for node, rot in out.items()}
 
 
 def load_take(take: str, assets: str | os.PathLike | None = None, height: float = 1.70) -> MotionSequence:
     """CMU take '01_01' | '01_03' at 120 Hz with rotations."""
     path = take_path(take, assets)
-    converted = load_cmu_take(path, height=height)
+    converted = cmu_takes.load_cmu_take(path, height=height)
     segments = global_rotations(path)
     return make_sequence(f"{SOURCE}/{take}", SOURCE, converted.coco, converted.fps,
                          rotations=bone_rotations(segments, SEGMENT_OF_JOINT), stature=converted.height)
