@@ -86,21 +86,27 @@ def test_new_run_refuses_a_folder_holding_a_run_unless_overwrite(data, tmp_path,
 def test_resume_refuses_changed_settings_and_names_them(data, tmp_path) -> None:
     out = tmp_path / "run"
     train(_cfg(data, out, epochs=1), progress=False)
+    poses_2d, meta = h36m.load_positions_2d(data["data_2d"])
+    poses_2d["S1"]["Walking 1"][0] += 1.0  # another 2D file: one camera's keypoints a pixel off
     other_2d = tmp_path / "other_2d.npz"
-    other_2d.write_bytes(Path(data["data_2d"]).read_bytes())
+    h36m.save_positions_2d(other_2d, poses_2d, meta)
     resume = str(out / "last.pt")
     with pytest.raises(ValueError) as err:
         train(_cfg(data, out, epochs=1, resume=resume, batch_size=32, lr=5e-4, seed=7, data_2d=str(other_2d)),
               progress=False)
     text = str(err.value)
-    for change in ("batch_size: 64 -> 32", "lr: 0.001 -> 0.0005", "seed: 0 -> 7", f"data_2d: '{data['data_2d']}'"):
+    changes = ("batch_size: 64 -> 32", "lr: 0.001 -> 0.0005", "seed: 0 -> 7", f"data_2d: '{data['data_2d']} (sha256")
+    for change in changes:
         assert change in text, text
     assert "--init" in text
     with pytest.raises(ValueError, match="--allow-changes accepts"):
         train(_cfg(data, out, epochs=1, resume=resume, lr=5e-4, allow_changes=["lr"]), progress=False)
-    # what does not change the computation may differ: threads, workers, another output folder
+    # what does not change the computation may differ: threads, workers, another output folder, a data file
+    # moved elsewhere with the same content
+    moved_2d = tmp_path / "moved_2d.npz"
+    moved_2d.write_bytes(Path(data["data_2d"]).read_bytes())
     done = train(_cfg(data, tmp_path / "moved", epochs=2, resume=resume, allow_changes=["epochs"], num_workers=0,
-                      threads=2), progress=False)
+                      threads=2, data_2d=str(moved_2d)), progress=False)
     assert [row["epoch"] for row in done.history] == [1, 2]
 
 

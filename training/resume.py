@@ -33,6 +33,8 @@ RUN_FILES = (*RESULT_FILES, "loss_curve.png", "config.yaml")
 # Settings that do not change what is computed (where things are, how fast): they may differ on --resume.
 FREE_ON_RESUME = frozenset({"resume", "output", "overwrite", "allow_changes", "init", "num_workers", "threads",
                             "device", "dist_backend"})
+# Data files are compared by content (SHA-256 stored in the checkpoint), so a moved file is fine, a changed one not.
+DATA_FILES = ("data_3d", "data_2d", "index")
 # Settings a resumed run may change when the user says so (--allow-changes NAME), with what it means.
 EXTENDABLE = {"epochs": "more epochs: the lr schedule is re-planned for the new total"}
 
@@ -57,13 +59,30 @@ def prepare_output(output: Path, cfg: TrainConfig) -> list[Path]:
     return removed
 
 
-def _differences(stored: Mapping[str, Any], cfg: TrainConfig) -> dict[str, tuple[Any, Any]]:
-    """Settings whose value differs between a checkpoint's stored train_config and `cfg` (missing = default)."""
+def data_fingerprints(cfg: TrainConfig) -> dict[str, str]:
+    """SHA-256 of each data file the run reads (stored in every checkpoint, compared on resume)."""
+    return {name: file_sha256(getattr(cfg, name)) for name in DATA_FILES if getattr(cfg, name)}
+
+
+def _differences(
+    stored: Mapping[str, Any], cfg: TrainConfig, stored_data: Mapping[str, str] | None = None
+) -> dict[str, tuple[Any, Any]]:
+    """Settings whose value differs between a checkpoint's stored train_config and `cfg` (missing = default).
+    With the stored data fingerprints, data files count as different when their content differs."""
     now = cfg.to_dict()
     defaults = TrainConfig().to_dict()
     out = {}
+    by_content = set()
+    if stored_data is not None:
+        current = data_fingerprints(cfg)
+        for name in DATA_FILES:
+            if name in stored_data or name in current:
+                by_content.add(name)
+                if stored_data.get(name) != current.get(name):
+                    before = f"{stored.get(name, '')} (sha256 {str(stored_data.get(name, '-'))[:12]})"
+                    out[name] = (before, f"{now[name]} (sha256 {str(current.get(name, '-'))[:12]})")
     for f in fields(TrainConfig):
-        if f.name in FREE_ON_RESUME:
+        if f.name in FREE_ON_RESUME or f.name in by_content:
             continue
         before = stored.get(f.name, defaults[f.name])
         if before != now[f.name]:
@@ -77,7 +96,8 @@ def check_resume_settings(ckpt: Checkpoint, cfg: TrainConfig, epochs_done: int) 
     stored = ckpt.metadata.get("train_config")
     if not isinstance(stored, Mapping):
         raise ValueError(f"{ckpt.path} records no train_config: cannot check that this run continues it")
-    changed = _differences(stored, cfg)
+    stored_data = ckpt.metadata.get("data_sha256")
+    changed = _differences(stored, cfg, stored_data if isinstance(stored_data, Mapping) else None)
     allowed = set(cfg.allow_changes)
     unknown = sorted(allowed - set(EXTENDABLE))
     if unknown:

@@ -27,7 +27,7 @@ from training.config import TrainConfig
 from training.epoch import epoch_loader, predict, run_epoch, show_progress, validation_metrics
 from training.objective import PixelLifter, backbone_entry, build_model
 from training.optim import current_lr, make_optimizer, make_scheduler
-from training.resume import BEST, LAST, RunState, prepare_output, restore, save_epoch
+from training.resume import BEST, LAST, RunState, data_fingerprints, prepare_output, restore, save_epoch
 from training.run_log import TensorBoardLog, describe_start, echo, epoch_line, write_log
 from training.runtime import (
     StopFlag,
@@ -107,6 +107,8 @@ def train(
         )
     data_info = source.describe()
     meta = {"data": data_info, "train_config": cfg.to_dict(), **(metadata or {})}
+    if rt.is_main:
+        meta["data_sha256"] = data_fingerprints(cfg)
     val = source.val_set()
     val_target = targets_of(val) if rt.is_main else None
     tensorboard = TensorBoardLog(output) if rt.is_main else None
