@@ -21,11 +21,17 @@ Checks, in order (a person is counted once, under the first reason that rejects 
   * ``duplicate``: the same person as another person of the frame with a higher score (`detection.same_person`:
     joints in the same places, either side labelling), or a small skeleton lying inside a surer person's
     (confident keypoint box at least ``part_containment`` inside theirs and at most ``part_area`` of its area):
-    a partial skeleton found on a part of someone (legs, a raised arm).
+    a partial skeleton found on a part of someone (legs, a raised arm), or a skeleton attached to a surer
+    person: at least ``attached_fraction`` of its confident joints on that person's joints (any labels, within a
+    tenth of their size), or, lying flat in the image (wider than tall by ``max_flatness`` / 1.25), a fifth of
+    them (the landmark model's second guess at someone, a body stretched out sideways from their shoulders).
+    Someone standing behind another person shares a few joint places with them by chance (measured: up to 40 %
+    of the man's joints on the Pose2Sim video), hence the half (attached_fraction 0: off).
 
 The proportion limits are wide on purpose: the shipped single-frame lifter itself gives real people limbs up to
-about 2.4 times their Winter share and left/right ratios up to about 2.2 (measured on the Pose2Sim and Sports2D
-videos), so tighter limits would drop real people; they catch only the grossly broken skeletons.
+about 5.4 times their Winter share and left/right ratios up to about 4.4 in fast poses (a jump off a box;
+measured on the Pose2Sim and Sports2D videos, 99th percentiles 2.7 and 2.3), so tighter limits would drop real
+people; they catch only the grossly broken skeletons (9 times, from crops cutting a person).
 """
 
 from __future__ import annotations
@@ -69,11 +75,12 @@ class PlausibilitySettings:
     min_size_px: float = 40.0
     min_size_fraction: float = 0.08
     max_flatness: float = 2.5
-    max_bone_ratio: float = 3.5
-    max_asymmetry: float = 3.0
+    max_bone_ratio: float = 6.0
+    max_asymmetry: float = 5.0
     duplicates: bool = True
     part_containment: float = 0.85
     part_area: float = 0.5
+    attached_fraction: float = 0.5
 
     @classmethod
     def scores_only(cls, min_score: float = 0.3) -> PlausibilitySettings:
@@ -88,7 +95,7 @@ class PlausibilitySettings:
             if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
                 raise ValueError(f"{f.name} must be finite, got {value!r}")
         for name in ("min_score", "joint_score", "min_inside_fraction", "min_size_fraction", "part_containment",
-                     "part_area"):
+                     "part_area", "attached_fraction"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if not 0 <= int(self.min_confident_joints) <= 17:
@@ -175,7 +182,7 @@ def reject_implausible(
         a = single[i]
         if any(same_person(a.keypoints2d, a.confidences, single[k].keypoints2d, single[k].confidences,
                            flip=FLIP_PERMUTATION)
-               or _part_of(boxes[i], boxes[k], settings) for k in kept_ids):
+               or _part_of(boxes[i], boxes[k], settings) or _attached(a, single[k], settings) for k in kept_ids):
             counts["duplicate"] += 1
         else:
             kept_ids.append(i)
@@ -187,6 +194,22 @@ def _confident_box(person: PersonPose, joint_score: float) -> np.ndarray:
     good = np.asarray(person.confidences) >= joint_score
     pts = pts[good] if good.sum() >= 2 else pts
     return np.array([*pts.min(axis=0), *pts.max(axis=0)])
+
+
+def _attached(person: PersonPose, other: PersonPose, settings: PlausibilitySettings) -> bool:
+    """Many of `person`'s confident joints lie on `other`'s joints (whatever their labels)."""
+    mine = np.asarray(person.keypoints2d, np.float64)[np.asarray(person.confidences) >= settings.joint_score]
+    theirs = np.asarray(other.keypoints2d, np.float64)[np.asarray(other.confidences) >= settings.joint_score]
+    if not settings.attached_fraction or len(mine) < 2 or len(theirs) < 2:
+        return False
+    size = max(float(np.ptp(theirs[:, 0])), float(np.ptp(theirs[:, 1])), 1.0)
+    nearest = np.linalg.norm(mine[:, None, :] - theirs[None, :, :], axis=2).min(axis=1)
+    on_them = float(np.mean(nearest < 0.1 * size))
+    if on_them >= settings.attached_fraction:
+        return True
+    width, height = float(np.ptp(mine[:, 0])), float(np.ptp(mine[:, 1]))
+    lying = bool(settings.max_flatness) and width > settings.max_flatness / 1.25 * max(height, 1.0)
+    return lying and on_them >= 0.2
 
 
 def _part_of(inner: np.ndarray, outer: np.ndarray, settings: PlausibilitySettings) -> bool:

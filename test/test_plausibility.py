@@ -132,7 +132,7 @@ def test_flat_2d_skeleton_of_an_upright_body_is_rejected_a_lying_one_kept() -> N
 
 
 @pytest.mark.parametrize(("bone_end", "factor", "kept_expected"),
-                         [(13, 5.0, False), (13, 0.2, False), (13, 1.5, True), (6, 3.3, False), (6, 1.9, True)])
+                         [(13, 10.0, False), (13, 0.1, False), (13, 1.5, True), (6, 5.5, False), (6, 2.5, True)])
 def test_3d_proportions_far_from_winter_are_rejected(bone_end: int, factor: float, kept_expected: bool) -> None:
     from petr_ros.skeleton import PARENTS
 
@@ -163,3 +163,16 @@ def test_settings_validation_names_the_field() -> None:
         with pytest.raises(ValueError, match=field):
             PlausibilitySettings(**{field: value})
     assert PlausibilitySettings().replaced(min_size_px=10.0).min_size_px == 10.0
+
+
+def test_skeleton_attached_to_a_surer_person_is_rejected() -> None:
+    real = rest_person(score=0.95)
+    # A second guess on the same body: half its joints on the real person's joints (other labels), the rest
+    # stretched out beside them.
+    kp = real.keypoints2d.copy()[::-1].copy()
+    kp[:8] = kp[:8] + np.array([250.0, 0.0], np.float32)
+    ghost = dataclasses.replace(rest_person(score=0.7), keypoints2d=kp)
+    kept, counts = reject_implausible([ghost, real], PlausibilitySettings(), IMAGE_SHAPE)
+    assert kept == [real] and counts["duplicate"] == 1
+    kept, counts = reject_implausible([ghost, real], PlausibilitySettings(attached_fraction=0.0), IMAGE_SHAPE)
+    assert len(kept) == 2 and counts["duplicate"] == 0
