@@ -1,5 +1,6 @@
-"""Malformed images never kill petr_node: >= 200 bad Image / CompressedImage messages are counted as drops
-(read back from /diagnostics) and valid frames sent after them are still processed."""
+"""Malformed images never kill petr_node: >= 200 bad Image / CompressedImage messages (including images too small
+for the front end and decompression bombs) are counted as drops (read back from /diagnostics), the node's peak
+memory stays bounded, and valid frames sent after them are still processed."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ N_BAD = 220
 
 
 def _bad_raw(i: int, rng: np.random.Generator) -> Image:
-    """One of eleven kinds of broken sensor_msgs/Image."""
-    kind = i % 11
+    """One of fourteen kinds of broken sensor_msgs/Image."""
+    kind = i % 14
     m = Image(height=48, width=64, encoding="rgb8", step=64 * 3, data=bytes(64 * 48 * 3))
     if kind == 0:
         m.encoding = "rgb9"  # unknown encoding
@@ -41,16 +42,19 @@ def _bad_raw(i: int, rng: np.random.Generator) -> Image:
         m.encoding, m.width, m.step = "yuyv", 63, 126  # odd width for 4:2:2
     elif kind == 9:
         m.data = b""  # empty
-    else:
+    elif kind == 10:
         m.encoding = ""  # no encoding at all
+    else:  # valid, but smaller than the 2D front end can use: 1x1, 2x1, 1x2000
+        m.width, m.height = {11: (1, 1), 12: (2, 1), 13: (1, 2000)}[kind]
+        m.step, m.data = 3 * m.width, bytes(3 * m.width * m.height)
     if rng.random() < 0.5:
         m.is_bigendian = 1
     return m
 
 
-def _bad_compressed(i: int, rng: np.random.Generator, jpeg: bytes) -> CompressedImage:
-    """One of six kinds of broken sensor_msgs/CompressedImage."""
-    kind = i % 6
+def _bad_compressed(i: int, rng: np.random.Generator, jpeg: bytes, bombs: list[bytes]) -> CompressedImage:
+    """One of eight kinds of broken sensor_msgs/CompressedImage."""
+    kind = i % 8
     m = CompressedImage(format="jpeg")
     if kind == 0:
         m.data = b""
@@ -62,9 +66,18 @@ def _bad_compressed(i: int, rng: np.random.Generator, jpeg: bytes) -> Compressed
         m.format, m.data = "png", b"\x89PNG\r\n\x1a\n" + bytes(50)  # PNG signature, garbage chunks
     elif kind == 4:
         m.format, m.data = "16UC1; compressedDepth png", jpeg  # compressed depth is rejected
-    else:
+    elif kind == 5:
         m.data = b"GIF89a" + bytes(20)  # a broken GIF header
+    else:  # decompression bombs: a 250 KB PNG and a 600 byte JPEG that both declare 16000x16000 pixels
+        m.format, m.data = ("png", bombs[0]) if kind == 6 else ("jpeg", bombs[1])
     return m
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status").read().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"VmHWM not found for process {pid}")
 
 
 @pytest.mark.parametrize("input_type", ["raw", "compressed"])
@@ -78,12 +91,16 @@ def test_malformed_images_are_counted_and_survived(start_node, probe, lifter_che
         pub = probe.node.create_publisher(Image, "image", 50)
         bad = [_bad_raw(i, rng) for i in range(N_BAD)]
     else:
+        from test_image_codec import jpeg_bomb, png_bomb
+
         pub = probe.node.create_publisher(CompressedImage, "image/compressed", 50)
-        bad = [_bad_compressed(i, rng, jpeg) for i in range(N_BAD)]
+        bombs = [png_bomb(16000, 16000), jpeg_bomb(rgb, 16000, 16000)]
+        bad = [_bad_compressed(i, rng, jpeg, bombs) for i in range(N_BAD)]
     diags = probe.collect(DiagnosticArray, "/diagnostics")
     skeletons = probe.collect(SkeletonArray, "/petr_node/skeletons")
     assert probe.spin_until(lambda: pub.get_subscription_count() > 0, 90), f"node never subscribed:\n{node.log()}"
     assert probe.spin_until(lambda: bool(diagnostics_values(diags)), 10)
+    peak_before = _peak_rss_mb(node.pid)
 
     for msg in bad:
         pub.publish(msg)
@@ -101,6 +118,9 @@ def test_malformed_images_are_counted_and_survived(start_node, probe, lifter_che
     assert int(values["dropped_invalid"]) == int(values["received"]), values  # every bad one counted as a drop
     assert int(values["processed"]) == 0 and int(values["errors"]) == 0, values
     assert node.log().count("dropped an input image") < 20  # throttled warnings, not one per message
+    # One message must not put a robot computer at risk: bombs are refused from their headers (the old node went
+    # from ~0.6 to 2.1 GB on one 16000x16000 PNG).
+    assert _peak_rss_mb(node.pid) - peak_before < 200, (peak_before, _peak_rss_mb(node.pid))
 
     # Valid frames after the storm are processed.
     stamps: list[int] = []
