@@ -46,3 +46,30 @@ def test_pebrt_loss_is_mpjpe_plus_constraint_weighted_rotation_and_mpbve() -> No
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in lifter.head.parameters())
     petr_loss, petr_parts = lifter_loss(LifterOutput(joints3d=out.joints3d.detach()), target, TrainConfig())
     assert set(petr_parts) == {"mpjpe"} and torch.isclose(petr_loss, metrics.mpjpe(out.joints3d.detach(), target))
+
+
+def test_explicit_joint_limit_penalty_is_zero_inside_and_grows_outside() -> None:
+    from training.objective import joint_limit_penalty
+
+    rest = torch.as_tensor(kinematics.winter_rest_pose(1.7), dtype=torch.float32)[None]
+    local = kinematics.joint_rotations(rest, frame="local")[:, 1:]
+    assert float(joint_limit_penalty(local)) == 0.0  # the rest pose is inside every limit
+    bent = kinematics.joint_angles(local).clone()
+    left_elbow = 12  # bone 12 ends at the left wrist: its x angle is the elbow flexion, limited to 0 .. 2.62 rad
+    penalties = []
+    for overshoot in (0.2, 0.5):
+        bent[0, left_elbow, 2] = -overshoot  # hyperextended
+        frames = torch.as_tensor(kinematics.JOINT_FRAMES, dtype=torch.float32)
+        rot = frames @ kinematics.matrix_from_euler_zyx(bent) @ frames.transpose(-1, -2)
+        rot.requires_grad_(True)
+        penalty = joint_limit_penalty(rot)
+        penalty.backward()
+        assert torch.isfinite(rot.grad).all() and rot.grad.abs().sum() > 0
+        penalties.append(float(penalty.detach()))
+    assert np.allclose(penalties, [0.2 / 16, 0.5 / 16], atol=1e-4)  # radians outside, mean over the 16 bones
+    torch.manual_seed(0)
+    out = build_lifter(LifterConfig(dim_feedforward=16, dropout=0.0))(torch.randn(2, 17, 2))
+    target = rest.expand(2, 17, 3)
+    with_penalty, parts = lifter_loss(out, target, TrainConfig(limit_penalty_weight=3.0))
+    plain, _ = lifter_loss(out, target, TrainConfig())
+    assert parts["limit"] >= 0 and torch.isclose(with_penalty, plain + 3.0 * parts["limit"], rtol=1e-5)

@@ -47,6 +47,7 @@ class TrainConfig(LifterConfig):
     rotation_loss_weight: float = 1.0
     vector_loss_weight: float = 1.0
     position_loss_weight: float = 1.0
+    limit_penalty_weight: float = 0.0  # explicit joint-limit penalty (both variants); 0 = off (thesis default)
     # --- optimisation
     epochs: int = 50
     batch_size: int = 256  # global batch (split over DDP processes)
@@ -79,7 +80,7 @@ class TrainConfig(LifterConfig):
         for name in ("stride", "test_stride", "epochs", "batch_size", "lr_drop"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "weight_decay", "backbone_lr", "grad_clip", "lr_gamma"):
+        for name in ("lr", "weight_decay", "backbone_lr", "grad_clip", "lr_gamma", "limit_penalty_weight"):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.dist_backend not in DIST_BACKENDS:
@@ -161,6 +162,9 @@ _HELP = {
     "rotation_loss_weight": "pebrt: weight of the constraint-weighted bone-rotation loss",
     "vector_loss_weight": "pebrt: weight of the constraint-weighted unit-bone-vector loss",
     "position_loss_weight": "weight of the MPJPE loss on joint positions",
+    "limit_penalty_weight": "weight of the explicit joint-limit penalty (radians outside "
+    "kinematics.JOINT_ANGLE_LIMITS, both variants; PETR's bone rotations come from its positions); 0 = off. The "
+    "constraint weights of PEBRT's losses are always on",
     "epochs": "training epochs",
     "batch_size": "global batch size (split evenly over DDP processes)",
     "lr": "AdamW learning rate of the lifter",

@@ -85,4 +85,21 @@ def lifter_loss(out: LifterOutput, target: Tensor, cfg: TrainConfig) -> tuple[Te
         vec = (weights * vec_err).mean()
         loss = loss + cfg.rotation_loss_weight * rot + cfg.vector_loss_weight * vec
         parts.update(rotation=float(rot.detach()), vector=float(vec.detach()))
+    if cfg.limit_penalty_weight > 0:
+        local = out.local_rotations
+        if local is None:  # PETR: the bones' rotations follow from the predicted positions
+            local = kinematics.joint_rotations(out.joints3d.float(), frame="local")[:, 1:]
+        limit = joint_limit_penalty(local.float())
+        loss = loss + cfg.limit_penalty_weight * limit
+        parts["limit"] = float(limit.detach())
     return loss, parts
+
+
+def joint_limit_penalty(local_rotations: Tensor) -> Tensor:
+    """The thesis's explicit joint-limit penalty: radians by which each bone's joint angles (Euler ZYX in its joint
+    frame) leave `kinematics.JOINT_ANGLE_LIMITS`, summed over the three angles, mean over bones and poses.
+    local_rotations: (B, 16, 3, 3). Zero inside the limits; grows with the distance outside them."""
+    angles = kinematics.joint_angles(local_rotations)  # (B, 16, 3)
+    limits = torch.tensor(kinematics.JOINT_ANGLE_LIMITS, dtype=angles.dtype, device=angles.device)  # a copy
+    outside = (limits[..., 0] - angles).clamp_min(0) + (angles - limits[..., 1]).clamp_min(0)
+    return outside.sum(-1).mean()

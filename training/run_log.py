@@ -15,8 +15,8 @@ from petr_ros import fileio
 
 LOG_COLUMNS = (
     "epoch", "train_loss", "val_mpjpe_mm", "val_p_mpjpe_mm", "lr", "loss_mpjpe", "loss_rotation", "loss_vector",
-    "epoch_seconds", "samples_per_second",
-)  # lr: the one the epoch trained with; loss_*: the loss terms' epoch means (rotation, vector: PEBRT only)
+    "loss_limit", "epoch_seconds", "samples_per_second",
+)  # lr: the one the epoch trained with; loss_*: the loss terms' epoch means (rotation, vector: PEBRT; limit: on)
 TENSORBOARD_DIR = "tensorboard"
 
 
