@@ -339,9 +339,10 @@ def labelled_scores(video: VideoRun, ref: dict[str, np.ndarray], matched: list[i
             "pelvis_depth_bias_m": float(np.mean(depth_err[ok])) if ok.any() else float("nan"),
             "size_ratio": float(np.nanmedian(_size(seq) / _size(truth_rel))),
             "p_mpjpe_per_joint_mm": np.asarray(metrics.p_mpjpe(pred_mm, true_mm, reduction="none")).mean(0).tolist(),
+            "limb_lengths_cm": _limb_lengths_cm(seq),
         }
     out["reference"] = {"limb_length_cv_pct": 100.0 * metrics.limb_length_cv(truth_rel),
-                        "frames": int(full.sum())}
+                        "frames": int(full.sum()), "limb_lengths_cm": _limb_lengths_cm(truth_rel)}
     if lift_2d is not None and full.any():
         # Every frame as one track (a temporal lifter needs them all): a joint missing in a frame keeps its last
         # valid position (the first valid one before that). Scored on the frames with all 17 joints valid.
@@ -365,6 +366,13 @@ def _fill_missing(joints: np.ndarray) -> np.ndarray:
         source = ok[np.clip(np.searchsorted(ok, np.arange(len(out)), side="right") - 1, 0, None)]
         out[:, j] = out[source, j]
     return out
+
+
+def _limb_lengths_cm(joints: np.ndarray) -> dict[str, float]:
+    """Median length (cm) over the frames of each limb, right and left pooled (metrics.LIMB_PAIRS)."""
+    lengths = metrics.bone_lengths_over_time(joints)
+    return {limb: float(100.0 * np.nanmedian(lengths[:, [r - 1, left - 1]]))
+            for limb, (r, left) in metrics.LIMB_PAIRS.items()}
 
 
 def _size(joints: np.ndarray) -> np.ndarray:
@@ -450,6 +458,9 @@ def table(results: dict) -> str:
     ):
         rows.append((label, _fmt(petr.get(key), digits), _fmt(blaze.get(key), digits),
                      _fmt(ref.get(key), digits) if key in ref else ""))
+    lengths = [" / ".join(f"{v:.0f}" for v in col["limb_lengths_cm"].values()) if "limb_lengths_cm" in col else "-"
+               for col in (petr, blaze, ref)]
+    rows.append(("limb lengths, thigh / shank / upper arm / forearm (cm)", *lengths))
     oracle = lab.get("petr_oracle_2d")
     if oracle:
         rows.append(("pipeline's lifter alone on the reference's projected 2D: P-MPJPE / MPJPE / bone dir",
