@@ -118,22 +118,17 @@ def forward_kinematics(frames: np.ndarray, links: dict[str, tuple[str, np.ndarra
             col += 1
     positions = {"root": frames[:, 1:4]}
     rotations = {"root": local["root"]}
-    pending = [link for link in links if link not in positions]
-    while pending:
-        progressed = False
-        for link in list(pending):
+    pending = [link for link in links if link != "root"]
+    while pending:  # parents before children, whatever the file's order
+        ready = [link for link in pending if links[link][0] in positions]
+        if not ready:
+            raise ValueError(f"humanoid.urdf: links {pending} are not connected to the root")
+        for link in ready:
             parent, offset = links[link]
-            if parent not in positions:
-                if parent not in links and parent != "root":
-                    positions[parent] = positions["root"]  # the URDF's fixed base sits on the root
-                    rotations[parent] = rotations["root"]
-                continue
             positions[link] = positions[parent] + rotations[parent] @ offset
+            # Fixed joints (the wrists) turn with their parent.
             rotations[link] = rotations[parent] @ local[link] if link in local else rotations[parent]
             pending.remove(link)
-            progressed = True
-        if not progressed:
-            raise ValueError(f"humanoid.urdf: links {pending} are not connected to the root")
     return positions, rotations
 
 
