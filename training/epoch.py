@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +27,18 @@ class EpochResult:
     batch_losses: list[float] = field(default_factory=list)
     samples: int = 0
     stopped: bool = False  # a stop signal arrived (in any process): the epoch is incomplete
+
+
+def epoch_row(epoch: int, done: EpochResult, lr_used: float, seconds: float) -> dict[str, Any]:
+    """The log row of a finished epoch (validation metrics are added by rank 0)."""
+    return {
+        "epoch": epoch + 1,
+        "train_loss": done.mean_loss,
+        **{f"loss_{k}": v for k, v in done.terms.items()},
+        "lr": lr_used,
+        "epoch_seconds": round(seconds, 3),
+        "samples_per_second": round(done.samples / max(seconds, 1e-9), 1),
+    }
 
 
 def epoch_loader(dataset: Dataset, cfg: TrainConfig, rt: Runtime, epoch: int) -> DataLoader:

@@ -133,6 +133,27 @@ class RunState:
     notes: list[str] = field(default_factory=list)
 
 
+def training_state(
+    epochs_done: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    scaler: torch.amp.GradScaler,
+    rng_states: list[dict[str, Any]],
+    run: RunState,
+) -> dict[str, Any]:
+    """What a checkpoint stores to continue the run bit for bit (`restore` reads it back)."""
+    return {
+        "epoch": epochs_done,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": rng_states,
+        "history": run.history,
+        "best_val_mpjpe_mm": run.best_val_mpjpe_mm,
+        "best_epoch": run.best_epoch,
+    }
+
+
 def restore(
     cfg: TrainConfig,
     model: nn.Module,

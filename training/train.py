@@ -24,10 +24,19 @@ from torch import nn
 
 from petr_ros import fileio
 from training.config import TrainConfig
-from training.epoch import epoch_loader, predict, run_epoch, show_progress, validation_metrics
+from training.epoch import epoch_loader, epoch_row, predict, run_epoch, show_progress, validation_metrics
 from training.objective import PixelLifter, backbone_entry, build_model
 from training.optim import current_lr, make_optimizer, make_scheduler
-from training.resume import BEST, LAST, RunState, data_fingerprints, prepare_output, restore, save_epoch
+from training.resume import (
+    BEST,
+    LAST,
+    RunState,
+    data_fingerprints,
+    prepare_output,
+    restore,
+    save_epoch,
+    training_state,
+)
 from training.run_log import TensorBoardLog, describe_start, echo, epoch_line, write_log
 from training.runtime import (
     StopFlag,
@@ -136,15 +145,7 @@ def train(
                     signum = stop.signum or signal.SIGTERM
                     raise TrainingInterrupted(signum, last_path if last_path.exists() else None, epoch)
                 scheduler.step()
-                seconds = time.perf_counter() - t0
-                row: dict[str, Any] = {
-                    "epoch": epoch + 1,
-                    "train_loss": done.mean_loss,
-                    **{f"loss_{k}": v for k, v in done.terms.items()},
-                    "lr": lr_used,
-                    "epoch_seconds": round(seconds, 3),
-                    "samples_per_second": round(done.samples / max(seconds, 1e-9), 1),
-                }
+                row = epoch_row(epoch, done, lr_used, time.perf_counter() - t0)
                 rng_states = all_rng_states(rt)  # collective: every process's state goes into the checkpoint
                 if not rt.is_main:
                     run.history.append(row)
@@ -155,16 +156,7 @@ def train(
                 improved = row["val_mpjpe_mm"] < run.best_val_mpjpe_mm
                 if improved:
                     run.best_val_mpjpe_mm, run.best_epoch = row["val_mpjpe_mm"], epoch + 1
-                state = {
-                    "epoch": epoch + 1,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "rng": rng_states,
-                    "history": run.history,
-                    "best_val_mpjpe_mm": run.best_val_mpjpe_mm,
-                    "best_epoch": run.best_epoch,
-                }
+                state = training_state(epoch + 1, optimizer, scheduler, scaler, rng_states, run)
                 if backbone is None or "state_dict" in backbone:  # a trained backbone changes every epoch
                     backbone = backbone_entry(model, cfg)
                 epoch_meta = {**meta, "epochs_trained": epoch + 1, "val_mpjpe_mm": row["val_mpjpe_mm"],
