@@ -1,6 +1,6 @@
 """3D accuracy on real video, beside BlazePose's own monocular 3D in the same run (prints one table; not a test).
 
-    python benchmarks/benchmark_accuracy.py [--checkpoint LIFTER.pt] [--output results.json]
+    python benchmarks/benchmark_accuracy.py [--checkpoint LIFTER.pt] [--output results.json] [--predictions cam01.npz]
         [--sports2d-frames 120] [--vtest-frames 150] [--stride 1] [--pose2sim-frames 100]
 
 Labelled part: `benchmarks/data/pose2sim_multi/` holds a multi-view triangulated Human3.6M-17 reference of one
@@ -51,6 +51,7 @@ from petr_ros import metrics  # noqa: E402
 from petr_ros.camera import Intrinsics, place_skeleton, project  # noqa: E402
 from petr_ros.detection import PeopleTally, boxes_from_keypoints, match_boxes  # noqa: E402
 from petr_ros.estimator import PersonPose, PoseEstimator  # noqa: E402
+from petr_ros.fileio import atomic_path, write_text  # noqa: E402
 from petr_ros.frontends.mediapipe import BLAZEPOSE_TO_COCO, mediapipe_model_path  # noqa: E402
 from petr_ros.kinematics import matrix_to_quaternion  # noqa: E402
 from petr_ros.preprocessing import expand_boxes  # noqa: E402
@@ -293,13 +294,12 @@ def match_reference(video: VideoRun, names: list[str], boxes: np.ndarray) -> tup
     return matched, tally
 
 
-def labelled_scores(video: VideoRun, ref: dict[str, np.ndarray], matched: list[int | None],
-                    lift_2d: Callable[[np.ndarray, float], np.ndarray] | None = None) -> dict[str, dict]:
-    """The labelled measures for petr_ros and BlazePose (mm, degrees, %, m), the reference's own limb CV, and with
-    `lift_2d` the lifter alone on the reference's projected 2D ("oracle 2D": what the lifter costs by itself)."""
+def matched_sequences(video: VideoRun, ref: dict[str, np.ndarray], matched: list[int | None]) -> tuple[
+    dict[str, np.ndarray], dict[str, np.ndarray]
+]:
+    """Per method ("petr", "blaze") the matched person's root-relative joints (F, 17, 3) and placed pelvis (F, 3),
+    NaN in frames without a match (BlazePose's pelvis is placed with the intrinsics from its own 2D)."""
     n = len(video.people)
-    truth = np.where(ref["valid"][0, :n, :, None], ref["joints_cam01"][0, :n], np.nan).astype(np.float64)
-    truth_rel = truth - truth[:, :1]
     seqs = {"petr": np.full((n, 17, 3), np.nan), "blaze": np.full((n, 17, 3), np.nan)}
     placed_pelvis = {"petr": np.full((n, 3), np.nan), "blaze": np.full((n, 3), np.nan)}
     K = Intrinsics.from_k(ref["K_cam01"].reshape(-1))
@@ -314,6 +314,17 @@ def labelled_scores(video: VideoRun, ref: dict[str, np.ndarray], matched: list[i
             seqs["blaze"][f] = p.blaze.world
             placed, metric = place_skeleton(p.blaze.keypoints2d, p.blaze.world, K, size, p.blaze.confidences)
             placed_pelvis["blaze"][f] = placed[0] if metric else np.nan
+    return seqs, placed_pelvis
+
+
+def labelled_scores(video: VideoRun, ref: dict[str, np.ndarray], matched: list[int | None],
+                    lift_2d: Callable[[np.ndarray, float], np.ndarray] | None = None) -> dict[str, dict]:
+    """The labelled measures for petr_ros and BlazePose (mm, degrees, %, m), the reference's own limb CV, and with
+    `lift_2d` the lifter alone on the reference's projected 2D ("oracle 2D": what the lifter costs by itself)."""
+    n = len(video.people)
+    truth = np.where(ref["valid"][0, :n, :, None], ref["joints_cam01"][0, :n], np.nan).astype(np.float64)
+    truth_rel = truth - truth[:, :1]
+    seqs, placed_pelvis = matched_sequences(video, ref, matched)
     full = np.isfinite(truth).all(axis=(1, 2))
     out: dict[str, dict] = {}
     for key, seq in seqs.items():
@@ -499,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vtest-frames", type=int, default=150, help="vtest.avi frames (0: skip)")
     ap.add_argument("--stride", type=int, default=1, help="use every n-th frame of the label-free videos")
     ap.add_argument("--output", default=None, help="also write the figures as JSON here")
+    ap.add_argument("--predictions", default=None, help="also write cam01's matched 3D per frame (npz: petr, blaze, "
+                    "reference root-relative joints and placed pelvis, metres, NaN = not found / not valid)")
     args = ap.parse_args(argv)
     if args.stride < 1:
         ap.error("--stride must be >= 1")
@@ -519,6 +532,13 @@ def main(argv: list[str] | None = None) -> int:
         results["pose2sim_cam01"] = {"labelled": labelled_scores(cam01, ref, matched, runner.lift_2d),
                                      "people": tally.summary(),
                                      "seconds": cam01.seconds}
+        if args.predictions:
+            seqs, pelvis = matched_sequences(cam01, ref, matched)
+            truth = np.where(ref["valid"][0, : len(frames), :, None], ref["joints_cam01"][0, : len(frames)], np.nan)
+            with atomic_path(args.predictions, suffix=".npz") as tmp:
+                np.savez_compressed(tmp, petr=seqs["petr"], blaze=seqs["blaze"], reference=truth - truth[:, :1],
+                                    petr_pelvis=pelvis["petr"], blaze_pelvis=pelvis["blaze"],
+                                    reference_pelvis=truth[:, 0], frame_index=np.arange(len(frames)))
         exclude = {(f, i) for f, i in enumerate(matched) if i is not None}
         results["label_free"]["pose2sim cam01, other people"] = track_measures(cam01, exclude)
         for name, path, count in (("sports2d", ASSETS / "sports2d_demo.mp4", args.sports2d_frames),
@@ -536,8 +556,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{results['seconds']:.0f} s in all; P-MPJPE, MPJPE and bone directions on frames where all 17 reference "
           "joints are valid; BlazePose world landmarks from its own run on each reported person's crop.")
     if args.output:
-        from petr_ros.fileio import write_text
-
         write_text(args.output, json.dumps(results, indent=2, default=float) + "\n")
     return 0
 
