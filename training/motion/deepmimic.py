@@ -77,6 +77,10 @@ def read_skeleton(assets: str | os.PathLike | None = None) -> dict[str, tuple[st
             raise ValueError(f"{path}: joint {joint.get('name')} without parent or child")
         if origin is not None and any(abs(float(v)) > 1e-9 for v in origin.get("rpy", "0 0 0").split()):
             raise ValueError(f"{path}: joint {joint.get('name')} has a rotated origin, which this reader does not do")
+        axis = joint.find("axis")
+        if joint.get("type") == "revolute" and (axis is None or [float(v) for v in axis.get("xyz", "").split()]
+                                                 != [0.0, 0.0, 1.0]):
+            raise ValueError(f"{path}: revolute joint {joint.get('name')} does not turn about z, as the clips assume")
         xyz = np.zeros(3) if origin is None else np.array([float(v) for v in origin.get("xyz", "0 0 0").split()])
         links[child.get("link")] = (parent.get("link"), xyz * URDF_SCALE)
     return links
