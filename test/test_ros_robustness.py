@@ -229,7 +229,7 @@ def test_compressed_remap_camera_info_depth_tiny_images_frame_ids_and_ended_trac
         pub.publish(_compressed(np.zeros((*size, 3), np.uint8), 1))
         probe.spin_for(0.3)
     assert probe.spin_until(lambda: int(diagnostics_values(diags)["dropped_invalid"])
-                            >= int(before["dropped_invalid"]) + 3, 10), diagnostics_values(diags)
+                            >= int(before["dropped_invalid"]) + 3, 20), diagnostics_values(diags)
     after = diagnostics_values(diags)
     assert int(after["errors"]) == 0 and "frame failed" not in node.log()
     assert "is smaller than the 2D front end can use" in node.log()
@@ -248,8 +248,8 @@ def test_compressed_remap_camera_info_depth_tiny_images_frame_ids_and_ended_trac
     one = answered(twins, boxes=[[0, 0, w, h]])
     (kept,) = [s.person_id for s in one.skeletons]
     (gone,) = set(ids) - {kept}
-    probe.spin_until(lambda: any(m.markers and _stamp_ns(m.markers[0].header) == _stamp_ns(one.header)
-                                 for m in markers), 5)
+    assert probe.spin_until(lambda: any(m.markers and _stamp_ns(m.markers[0].header) == _stamp_ns(one.header)
+                                        for m in markers), 20), node.log()
     drawn = next(m for m in markers if m.markers and _stamp_ns(m.markers[0].header) == _stamp_ns(one.header))
     actions = {(m.ns, m.action) for m in drawn.markers}
     assert (f"person_{kept}", Marker.ADD) in actions and (f"person_{gone}", Marker.DELETE) in actions, actions
@@ -259,6 +259,11 @@ def test_compressed_remap_camera_info_depth_tiny_images_frame_ids_and_ended_trac
     set_params = probe.node.create_client(SetParameters, "/petr_node/set_parameters")
     assert _set(probe, set_params, "max_depth", 0.5) == (True, "")
     assert not answered(person).skeletons
-    assert probe.spin_until(lambda: int(diagnostics_values(diags).get("rejected_too_far", "0")) > 0, 5)
+    assert probe.spin_until(lambda: int(diagnostics_values(diags).get("rejected_too_far", "0")) > 0, 20)
     assert "farther than max_depth 0.5 m" in node.log()
     assert node.stop() == 0, node.log()
+    # A whole lifecycle run with frames: MediaPipe's, TFLite's and libpng's noise is gone, ROS's own lines stay.
+    log = node.log()
+    for noise in ("inference_feedback_manager", "landmark_projection_calculator", "XNNPACK delegate", "libpng"):
+        assert noise not in log, noise
+    assert "[INFO]" in log and "[WARN]" in log

@@ -71,7 +71,7 @@ from petr_ros.pipeline import FramePipeline, PipelineSettings, load_estimator
 from petr_ros.plausibility import REASONS
 from petr_ros.render import draw_persons_cv2
 from petr_ros.results import PersonResult
-from petr_ros.ros import messages
+from petr_ros.ros import messages, stderr_filter
 from petr_ros.ros.tf import TfBroadcaster, TfUnavailableError
 from petr_ros.stats import ProcessingStats
 
@@ -706,6 +706,15 @@ def main(args: list[str] | None = None) -> int:
     """Entry point: `petr_node --ros-args --params-file config/petr.yaml`. Exit code 1 when autostart fails, 2 for
     invalid arguments; 0 after Ctrl-C (also during start-up) or the shutdown transition."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    noise = stderr_filter.install()  # MediaPipe's, TFLite's and libpng's lines; PETR_RAW_STDERR=1 keeps them
+    try:
+        return _run(args)
+    finally:
+        if noise is not None:
+            noise.close()
+
+
+def _run(args: list[str] | None) -> int:
     try:
         rclpy.init(args=args)
     except RCLError as exc:  # malformed --ros-args (e.g. a -p without a value)
