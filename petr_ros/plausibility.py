@@ -41,7 +41,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from petr_ros.detection import same_person
+from petr_ros.detection import attached_to, same_person
 from petr_ros.estimator import PersonPose
 from petr_ros.kinematics import WINTER_FRACTIONS
 from petr_ros.skeleton import BONES, FLIP_PERMUTATION
@@ -114,8 +114,7 @@ class PlausibilitySettings:
 
 def _is_finite(person: PersonPose) -> bool:
     arrays = (person.joints3d, person.keypoints2d, person.rotations, person.confidences)
-    return bool(all(np.all(np.isfinite(np.asarray(a, dtype=np.float64))) for a in arrays)
-                and np.isfinite(float(person.score)))
+    return bool(math.isfinite(float(person.score)) and all(np.isfinite(a).all() for a in arrays))
 
 
 def bone_length_ratios(joints3d: np.ndarray) -> np.ndarray:
@@ -180,13 +179,19 @@ def reject_implausible(
     kept_ids: list[int] = []
     for i in sorted(range(len(single)), key=lambda k: -float(single[k].score)):
         a = single[i]
-        if any(same_person(a.keypoints2d, a.confidences, single[k].keypoints2d, single[k].confidences,
-                           flip=FLIP_PERMUTATION)
-               or _part_of(boxes[i], boxes[k], settings) or _attached(a, single[k], settings) for k in kept_ids):
+        # Skeletons whose confident boxes do not even touch cannot be one person: skip the joint comparisons.
+        near = [k for k in kept_ids if _boxes_touch(boxes[i], boxes[k])]
+        if any(_part_of(boxes[i], boxes[k], settings) or _attached(a, single[k], settings)
+               or same_person(a.keypoints2d, a.confidences, single[k].keypoints2d, single[k].confidences,
+                              flip=FLIP_PERMUTATION) for k in near):
             counts["duplicate"] += 1
         else:
             kept_ids.append(i)
     return [single[i] for i in sorted(kept_ids)], counts
+
+
+def _boxes_touch(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3])
 
 
 def _confident_box(person: PersonPose, joint_score: float) -> np.ndarray:
@@ -198,18 +203,11 @@ def _confident_box(person: PersonPose, joint_score: float) -> np.ndarray:
 
 def _attached(person: PersonPose, other: PersonPose, settings: PlausibilitySettings) -> bool:
     """Many of `person`'s confident joints lie on `other`'s joints (whatever their labels)."""
-    mine = np.asarray(person.keypoints2d, np.float64)[np.asarray(person.confidences) >= settings.joint_score]
-    theirs = np.asarray(other.keypoints2d, np.float64)[np.asarray(other.confidences) >= settings.joint_score]
-    if not settings.attached_fraction or len(mine) < 2 or len(theirs) < 2:
+    if not settings.attached_fraction:
         return False
-    size = max(float(np.ptp(theirs[:, 0])), float(np.ptp(theirs[:, 1])), 1.0)
-    nearest = np.linalg.norm(mine[:, None, :] - theirs[None, :, :], axis=2).min(axis=1)
-    on_them = float(np.mean(nearest < 0.1 * size))
-    if on_them >= settings.attached_fraction:
-        return True
-    width, height = float(np.ptp(mine[:, 0])), float(np.ptp(mine[:, 1]))
-    lying = bool(settings.max_flatness) and width > settings.max_flatness / 1.25 * max(height, 1.0)
-    return lying and on_them >= 0.2
+    return attached_to(person.keypoints2d, person.confidences, other.keypoints2d, other.confidences,
+                       min_score=settings.joint_score, fraction=settings.attached_fraction,
+                       lying_aspect=settings.max_flatness / 1.25 if settings.max_flatness else math.inf)
 
 
 def _part_of(inner: np.ndarray, outer: np.ndarray, settings: PlausibilitySettings) -> bool:
@@ -229,13 +227,13 @@ def _single_person_reason(person: PersonPose, settings: PlausibilitySettings, he
         return "non_finite"
     if float(person.score) < settings.min_score:
         return "low_score"
-    conf = np.asarray(person.confidences, np.float64)
+    conf = np.asarray(person.confidences)
     confident = conf >= settings.joint_score
     if int(confident.sum()) < settings.min_confident_joints:
         return "few_joints"
     if confident.sum() < 2:
         confident = conf >= np.sort(conf)[-2]  # the two surest joints still give a size
-    pts = np.asarray(person.keypoints2d, np.float64)[confident]
+    pts = np.asarray(person.keypoints2d)[confident]
     inside = (pts[:, 0] >= 0) & (pts[:, 0] < width) & (pts[:, 1] >= 0) & (pts[:, 1] < height)
     if settings.min_inside_fraction and inside.mean() < settings.min_inside_fraction:
         return "outside_image"

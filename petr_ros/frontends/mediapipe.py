@@ -29,6 +29,7 @@ import numpy as np
 
 from petr_ros.detection import (
     HogPersonDetector,
+    attached_to,
     boxes_from_keypoints,
     check_boxes,
     non_max_suppression,
@@ -232,13 +233,15 @@ class BlazePosePersonDetector:
 
     def views(self, height: int, width: int) -> list[tuple[int, int, int]]:
         """(x0, y0, side) of the square views to search: the whole image first (side = its longer edge, padded),
-        then square tiles `zoom` times closer (at most the shorter edge, at least the detector's 224 pixels)."""
+        then square tiles `zoom` times closer (at most the shorter edge, at least 448 pixels, and only when that is
+        at least 1.5 times closer)."""
         views = [(0, 0, max(height, width))]
         # Tiles smaller than the detector's input would only be upsampled: no closer look than full resolution.
-        side = max(int(round(max(height, width) / self.zoom)), _DETECTOR_INPUT)
+        # At least twice the detector's input: smaller tiles show it parts of people more than small people.
+        side = max(int(round(max(height, width) / self.zoom)), 2 * _DETECTOR_INPUT)
         side = min(side, height, width)
-        if side >= max(height, width):
-            return views
+        if side * 1.5 > max(height, width):
+            return views  # not worth a closer look than the whole image gives
         step = max(1, int(side * (1.0 - self.overlap)))
         xs = sorted({*range(0, max(1, width - side + 1), step), width - side})
         ys = sorted({*range(0, max(1, height - side + 1), step), height - side})
@@ -334,17 +337,20 @@ class MediaPipeFrontEnd:
       * boxes given (N, 4): one BlazePose run per padded box crop (multi-person), in static mode per crop;
       * no boxes, detector="none": the whole image, one person (video mode tracks that person across calls
         unless static_image_mode);
-      * no boxes, detector="hog" (default): OpenCV HOG person boxes merged with the previous call's keypoint
+      * no boxes, detector="hog": OpenCV HOG person boxes merged with the previous call's keypoint
         boxes (so a person HOG misses for a frame keeps being followed), each crop run as above; when that finds
         nobody, the whole image is tried once as in detector="none". While people are tracked HOG runs every
         `hog_interval` calls only (newcomers are picked up within that many frames).
-      * no boxes, detector="blazepose": each person found so far is followed by the landmark model on the region
-        its own previous landmarks give (no detector run for it); BlazePose's person detector looks at one
+      * no boxes, detector="blazepose" (default): each person found so far is followed by the landmark model on
+        the region its own previous landmarks give (no detector run for it); BlazePose's person detector looks at one
         downscaled view of the image every `detector_interval` calls (the whole image every fourth time, zoomed
-        tiles in turn in between: newcomers and small people are picked up within one cycle), at the whole image
-        and tiles while nobody is followed (a full search), and right around a followed person it lost. New
+        tiles in turn in between: newcomers and small people are picked up within one cycle), at every view on
+        every call while nobody is followed, and right around a followed person it lost. New
         people are the detections away from every followed person's shoulder centre. Up to
-        `workers` people's regions run concurrently (one landmark graph each).
+        `workers` people's regions run concurrently (one landmark graph each; mediapipe releases the GIL while a
+        graph runs: 4 people cost 93 ms with 2 workers against 154 ms with 1, benchmarks/benchmark_people_cost.py).
+        On the Pose2Sim 3-person video it finds all three people in 100 of 100 frames where HOG found the man
+        standing partly behind the woman in 7 (benchmarks/benchmark_people.py).
     """
 
     name = "mediapipe"
@@ -356,7 +362,7 @@ class MediaPipeFrontEnd:
         min_detection_confidence: float = 0.5,
         min_tracking_confidence: float = 0.5,
         min_keypoint_score: float = 0.3,
-        detector: str = "hog",
+        detector: str = "blazepose",
         max_people: int = 4,
         crop_padding: float = 0.25,
         smooth_landmarks: bool = True,
@@ -364,7 +370,7 @@ class MediaPipeFrontEnd:
         detector_interval: int = 2,
         detector_zoom: float = 3.0,
         detector_min_score: float = 0.3,
-        workers: int = 1,
+        workers: int = 2,
     ) -> None:
         if model_complexity not in _LANDMARK_MODELS:
             raise ValueError(f"model_complexity must be 0, 1 or 2, got {model_complexity!r}")
@@ -478,20 +484,22 @@ class MediaPipeFrontEnd:
     def _next_views(self, height: int, width: int) -> list[tuple[int, int, int]]:
         """The detector views to search on this call (see the class docstring): while people are followed, one
         view every `detector_interval` calls, the whole image every fourth time (large newcomers are found soon)
-        and the zoomed tiles in turn in between; while nobody is, every view (a full search) on the first call and
-        then every `detector_interval` calls."""
+        and the zoomed tiles in turn in between; while nobody is, every view (a full search: that costs about what
+        following two people does, and only while nobody is there)."""
         views = self._person_detector.views(height, width)
         tiles = views[1:]
-        if self._calls > 1 and self._calls % self.detector_interval != 0:
-            return []
         if not self._followed:
             return views
+        if self._calls % self.detector_interval != 0:
+            return []
         self._view_cycle += 1
         if self._view_cycle % 4 and tiles:
             return [tiles[(self._view_cycle - self._view_cycle // 4 - 1) % len(tiles)]]
         return views[:1]
 
     def _detect_blazepose(self, image: np.ndarray) -> list[Detection2D]:
+        if self.static_image_mode:  # unrelated images: nobody to follow from the last one, a full search each
+            self._followed, self._followed_shoulders, self._calls = [], [], 0
         self._calls += 1
         h, w = image.shape[:2]
         regions = list(self._followed)
@@ -522,16 +530,14 @@ class MediaPipeFrontEnd:
         if retry:
             regions += retry
             results += self._run_regions(image, retry)
+        # One skeleton per person: the surest first, then whoever is not the same person as one kept (the same
+        # joints, either side labelling) nor a second guess attached to one (`detection.attached_to`).
+        ranked = sorted((r for r in results if r is not None), key=lambda r: -float(r[0].scores.mean()))
         found: list[Detection2D] = []
         followed: list[PoseRegion] = []
-        for result in results:
-            if result is None:
-                continue
-            det, next_region = result
-            same = [i for i, other in enumerate(found) if _same_person(det, other)]
-            if same:
-                if det.scores.mean() > found[same[0]].scores.mean():
-                    found[same[0]], followed[same[0]] = det, next_region
+        for det, next_region in ranked:
+            if any(_same_person(det, other) or attached_to(det.keypoints, det.scores, other.keypoints, other.scores)
+                   for other in found):
                 continue
             found.append(det)
             followed.append(next_region)
