@@ -29,7 +29,7 @@ from petr_ros.plausibility import PlausibilitySettings, reject_implausible  # no
 
 ASSETS = Path(os.environ.get("PETR_ASSETS", REPO / "assets"))
 POSE2SIM_DIRS = (ASSETS / "pose2sim_multi", REPO / "benchmarks" / "data",
-                 REPO.parent / "shared" / "data" / "pose2sim_multi")  # fmt: skip
+                 REPO.parent / "shared" / "data" / "pose2sim_multi")
 PEOPLE_BOXES = REPO / "test" / "data" / "pose2sim_cam01_people.npz"
 PERSON_NAMES = ("woman", "man", "bystander")
 
@@ -71,7 +71,7 @@ def pose2sim_truth() -> np.ndarray:
 
 
 def run_video(estimator, frames: list[np.ndarray], truth: np.ndarray | None,  # noqa: ANN001
-              settings: dict[str, PlausibilitySettings]) -> dict[str, dict]:  # fmt: skip
+              settings: dict[str, PlausibilitySettings]) -> dict[str, dict]:
     """Every frame through the estimator, then each ghost filter; tallies per filter and the mean frame time."""
     estimator.reset()
     tallies = {name: PeopleTally(PERSON_NAMES) for name in settings}
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 est.close()
             for name, row in results.items():
                 print(f"{video:15s} detector={detector:10s} filter={name:17s} " +
-                      " ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)  # fmt: skip
+                      " ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
     return 0
 
 

@@ -79,7 +79,7 @@ class HogPersonDetector:
     """
 
     def __init__(self, work_width: int = 640, hit_threshold: float = -0.3, win_stride: int = 8,
-                 scale: float = 1.05) -> None:  # fmt: skip
+                 scale: float = 1.05) -> None:
         import cv2
 
         if work_width < 64:
@@ -102,7 +102,7 @@ class HogPersonDetector:
         h, w = image.shape[:2]
         s = min(1.0, self.work_width / float(w))
         small = image if s == 1.0 else self._cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))),
-                                                        interpolation=self._cv2.INTER_AREA)  # fmt: skip
+                                                        interpolation=self._cv2.INTER_AREA)
         if small.shape[0] < 128 or small.shape[1] < 64:
             return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
         rects, weights = self._hog.detectMultiScale(

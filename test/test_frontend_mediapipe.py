@@ -138,7 +138,7 @@ def test_video_mode_follows_the_person_smoothly() -> None:
         # The upper-left 800x600 of the full-resolution frames, where the man stands on the box: in the whole
         # 1768x994 frame he is small for BlazePose's own detector (the HOG path is the answer to that).
         tracks = [front.detect(np.ascontiguousarray(video_frame(i, width=1768)[:600, 300:1100]), None)
-                  for i in range(0, 6)]  # fmt: skip
+                  for i in range(0, 6)]
     finally:
         front.close()
     assert all(len(t) == 1 for t in tracks)

@@ -159,7 +159,7 @@ def test_duplicate_of_a_surer_person_is_rejected_someone_behind_kept() -> None:
 
 def test_settings_validation_names_the_field() -> None:
     for field, value in (("joint_score", 2.0), ("min_confident_joints", 18), ("min_size_px", -1.0),
-                         ("max_bone_ratio", 0.5), ("max_asymmetry", float("inf"))):  # fmt: skip
+                         ("max_bone_ratio", 0.5), ("max_asymmetry", float("inf"))):
         with pytest.raises(ValueError, match=field):
             PlausibilitySettings(**{field: value})
     assert PlausibilitySettings().replaced(min_size_px=10.0).min_size_px == 10.0

@@ -384,7 +384,7 @@ class MediaPipeFrontEnd:
             )
         for name, value in (("min_detection_confidence", min_detection_confidence),
                             ("min_tracking_confidence", min_tracking_confidence),
-                            ("min_keypoint_score", min_keypoint_score)):  # fmt: skip
+                            ("min_keypoint_score", min_keypoint_score)):
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
         if detector not in DETECTORS:
@@ -552,11 +552,11 @@ class MediaPipeFrontEnd:
         if self._pool is None or len(regions) < 2:
             return [self._run_region(self._landmarkers[0], image, r) for r in regions]
         futures = [self._pool.submit(self._run_region, self._landmarkers[i % self.workers], image, r)
-                   for i, r in enumerate(regions)]  # fmt: skip
+                   for i, r in enumerate(regions)]
         return [f.result() for f in futures]
 
     def _run_region(self, landmarker: BlazePoseRegionLandmarker, image: np.ndarray,
-                    region: PoseRegion) -> tuple[Detection2D, PoseRegion] | None:  # fmt: skip
+                    region: PoseRegion) -> tuple[Detection2D, PoseRegion] | None:
         if not (region.side >= 16 and math.isfinite(region.cx) and math.isfinite(region.cy)):
             return None
         out = landmarker.run(image, region)
@@ -617,7 +617,7 @@ class MediaPipeFrontEnd:
             return None
         h, w = image.shape[:2]
         lm = np.array([(p.x * w + offset[0], p.y * h + offset[1], p.visibility)
-                       for p in result.pose_landmarks.landmark], dtype=np.float64)  # fmt: skip
+                       for p in result.pose_landmarks.landmark], dtype=np.float64)
         keypoints, scores = blazepose_to_coco(lm)
         if float(scores.mean()) < self.min_keypoint_score:
             return None
