@@ -59,7 +59,7 @@ def test_explicit_joint_limit_penalty_is_zero_inside_and_grows_outside() -> None
     penalties = []
     for overshoot in (0.2, 0.5):
         bent[0, left_elbow, 2] = -overshoot  # hyperextended
-        frames = torch.as_tensor(kinematics.JOINT_FRAMES, dtype=torch.float32)
+        frames = torch.tensor(kinematics.JOINT_FRAMES, dtype=torch.float32)
         rot = frames @ kinematics.matrix_from_euler_zyx(bent) @ frames.transpose(-1, -2)
         rot.requires_grad_(True)
         penalty = joint_limit_penalty(rot)
