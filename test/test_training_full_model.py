@@ -69,6 +69,15 @@ def test_frozen_backbone_is_a_reference_and_the_estimator_runs_the_whole_model(c
     assert len(people) == 1 and people[0].joints3d.shape == (17, 3) and np.isfinite(people[0].joints3d).all()
     with pytest.raises(ValueError, match="full PETR checkpoint"):
         PoseEstimator(lifter_checkpoint=path, backend="mediapipe", device="cpu")
+    # the node's per-frame pipeline builds the same estimator from its lifter-checkpoint setting
+    from petr_ros.pipeline import FramePipeline, PipelineSettings
+
+    pipeline = FramePipeline(PipelineSettings(lifter_checkpoint=str(path), device="cpu"))
+    assert pipeline.estimator.backend_name == "hrnet"
+    assert all(torch.equal(trained[k], v.cpu()) for k, v in pipeline.estimator.frontend.model.state_dict().items())
+    pipeline.process(frame, 0.0, boxes=np.array([[0.0, 0.0, frame.shape[1] - 1.0, frame.shape[0] - 1.0]]))
+    report = pipeline.last_report
+    assert report.published + sum(report.rejected.values()) + report.dropped_over_max == 1  # one person seen
     # the reference is checked: a moved file is found beside the checkpoint, a different one is refused
     moved = tmp_path / "moved"
     moved.mkdir()
