@@ -306,7 +306,6 @@ class PetrNode(LifecycleNode):
         self._pipeline: FramePipeline | None = None
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
-        self._timer: Any = None
         self._tf: Any = None
         self._worker: threading.Thread | None = None
         self._slot: LatestSlot[Frame] = LatestSlot()
@@ -472,9 +471,6 @@ class PetrNode(LifecycleNode):
         if self._worker is not None:
             self._worker.join()
             self._worker = None
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
         for pub in self._pubs.values():
             self.destroy_publisher(pub)
         self._pubs = {}
