@@ -77,6 +77,9 @@ def test_new_run_refuses_a_folder_holding_a_run_unless_overwrite(data, tmp_path,
     assert main(args) == 2
     assert "--resume" in capsys.readouterr().err
     assert {name: (out / name).read_bytes() for name in before} == before  # nothing replaced
+    with pytest.raises(FileNotFoundError):  # --overwrite with data that does not load: the old run stays
+        train(_cfg(data, out, epochs=1, overwrite=True, data_2d=str(tmp_path / "missing.npz")), progress=False)
+    assert {name: (out / name).read_bytes() for name in before} == before
     assert main([*args, "--lr", "3e-3", "--overwrite"]) == 0
     assert load_checkpoint(out / "last.pt").metadata["train_config"]["lr"] == 3e-3
     assert len((out / "log.csv").read_text().strip().splitlines()) == 2  # the new run's one epoch only

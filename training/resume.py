@@ -39,16 +39,21 @@ DATA_FILES = ("data_3d", "data_2d", "index")
 EXTENDABLE = {"epochs": "more epochs: the lr schedule is re-planned for the new total"}
 
 
-def prepare_output(output: Path, cfg: TrainConfig) -> list[Path]:
-    """Make the output folder ready (rank 0 only): refuse to replace an earlier run's results unless resuming or
-    `overwrite`; with `overwrite` delete them; always delete orphan temporaries. Returns the removed temporaries."""
-    output.mkdir(parents=True, exist_ok=True)
+def check_output(output: Path, cfg: TrainConfig) -> None:
+    """Refuse to replace an earlier run's results in `output` unless resuming or `overwrite` (before any work)."""
     existing = [output / name for name in RESULT_FILES if (output / name).exists()]
     if existing and not cfg.resume and not cfg.overwrite:
         raise ValueError(
             f"{output} already holds a training run ({', '.join(p.name for p in existing)}); continue it with "
             f"--resume {output / LAST}, replace it with --overwrite, or choose another --output"
         )
+
+
+def prepare_output(output: Path, cfg: TrainConfig) -> list[Path]:
+    """Make the output folder ready (rank 0 only, once the data loaded): `check_output`; with `overwrite` delete
+    the earlier run's files; always delete orphan temporaries. Returns the removed temporaries."""
+    check_output(output, cfg)
+    output.mkdir(parents=True, exist_ok=True)
     if cfg.overwrite and not cfg.resume:
         for name in RUN_FILES:
             (output / name).unlink(missing_ok=True)

@@ -31,6 +31,7 @@ from training.resume import (
     BEST,
     LAST,
     RunState,
+    check_output,
     data_fingerprints,
     prepare_output,
     restore,
@@ -63,7 +64,7 @@ class TrainResult:
 
 def init_weights(model: nn.Module, cfg: TrainConfig) -> str:
     """`--init`: start from a checkpoint's weights (fine-tuning); its model config must be this run's."""
-    from petr_ros.model.checkpoint import load_checkpoint
+    from petr_ros.model.checkpoint import load_backbone, load_checkpoint
 
     ckpt = load_checkpoint(cfg.init)
     if ckpt.config.to_dict() != cfg.lifter_config().to_dict():
@@ -71,6 +72,9 @@ def init_weights(model: nn.Module, cfg: TrainConfig) -> str:
         differ = {k: (theirs.get(k), ours[k]) for k in ours if theirs.get(k) != ours[k]}
         raise ValueError(f"--init {cfg.init}: its lifter differs from this run's in {differ} (checkpoint, run)")
     model.lifter.load_state_dict(ckpt.state_dict)
+    if getattr(model, "backbone", None) is not None and ckpt.is_full_model:  # image mode from a full checkpoint
+        model.backbone.load_state_dict(load_backbone(ckpt).state_dict())
+        return f"init: lifter and backbone weights from {cfg.init}"
     return f"init: weights from {cfg.init}"
 
 
@@ -94,10 +98,12 @@ def train(
     output = Path(cfg.output)
     notes: list[str] = []
     if rt.is_main:
-        removed = prepare_output(output, cfg)
-        notes += [f"removed {len(removed)} orphan temporary file(s) of a killed run"] if removed else []
+        check_output(output, cfg)  # before loading anything; files are replaced only once the data loaded
     seed_everything(cfg.seed)
     source = source or make_source(cfg)
+    if rt.is_main:
+        removed = prepare_output(output, cfg)
+        notes += [f"removed {len(removed)} orphan temporary file(s) of a killed run"] if removed else []
 
     model = build_model(cfg).to(rt.device)
     if cfg.init and not cfg.resume:
