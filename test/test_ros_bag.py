@@ -288,3 +288,39 @@ def test_play_clock_drives_a_node_with_use_sim_time(tmp_path: Path, ros_env: dic
     assert start_ns <= t[0] and t[-1] <= start_ns + 19 * 10**8 + 10**7
     during = [d.header.stamp.sec * 10**9 + d.header.stamp.nanosec for d in diags if d.header.stamp.sec]
     assert during and all(start_ns <= s <= start_ns + 2 * 10**9 for s in during), during  # the node's clock = bag
+
+
+def test_recorder_ctrl_c_closes_the_bag_quietly(tmp_path: Path, ros_env: dict[str, str], probe) -> None:
+    """Ctrl-C is how a recording normally ends: exit 0, an indexed bag of what arrived, and no error about the
+    already shut-down rosout on the way out."""
+    import signal
+
+    from rclpy.duration import Duration
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    out = tmp_path / "stopped"
+    recorder = subprocess.Popen([str(Path(sys.executable).parent / "petr_bag_record"), str(out), "--topics",
+                                 "/camera/image_raw", "--discovery-timeout", "60"], env=ros_env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pub = probe.node.create_publisher(Image, "/camera/image_raw",
+                                      QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE))
+    frames = [_mono(i) for i in range(8)]
+    try:
+        assert probe.spin_until(lambda: pub.get_subscription_count() > 0, 60)
+        probe.spin_for(1.0)
+        for msg in frames:
+            pub.publish(msg)
+            probe.spin_for(0.02)
+        assert pub.wait_for_all_acked(Duration(seconds=10))
+        probe.spin_for(1.0)
+        recorder.send_signal(signal.SIGINT)
+        out_text, _ = recorder.communicate(timeout=30)
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+            recorder.communicate()
+    assert recorder.returncode == 0, out_text
+    assert "rosout" not in out_text.lower() and "Traceback" not in out_text, out_text
+    assert "recorded {'/camera/image_raw': 8}" in out_text
+    assert [m.msg for m in read_bag(out)] == frames
+    assert _mcap_has_summary(next(out.glob("*.mcap")))
