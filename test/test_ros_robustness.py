@@ -14,7 +14,7 @@ import yaml
 from conftest import PARAMS_FILE, diagnostics_values, messi_rgb
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState
+from lifecycle_msgs.srv import ChangeState, GetState
 from petr_ros_msgs.msg import PersonBoxes, Skeleton, SkeletonArray
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.parameter import Parameter
@@ -267,3 +267,40 @@ def test_compressed_remap_camera_info_depth_tiny_images_frame_ids_and_ended_trac
     for noise in ("inference_feedback_manager", "landmark_projection_calculator", "XNNPACK delegate", "libpng"):
         assert noise not in log, noise
     assert "[INFO]" in log and "[WARN]" in log
+
+
+def test_failed_activate_says_why_and_stays_inactive(start_node, probe, ros_env, lifter_checkpoint,
+                                                     tmp_path) -> None:
+    """An activate that fails (here: a tf2_ros whose broadcaster cannot be made, standing in for a broken ROS
+    install; tf2_ros has no wheel) logs the reason and leaves the node inactive with its model loaded (the old node
+    went to unconfigured and unloaded the model), so fixing the setting and activating again just works."""
+    import os
+
+    stand_in = tmp_path / "site"
+    (stand_in / "tf2_ros").mkdir(parents=True)
+    (stand_in / "tf2_ros" / "__init__.py").write_text(
+        "class TransformBroadcaster:\n"
+        "    def __init__(self, node, qos=None):\n"
+        "        raise RuntimeError('tf2 buffer core missing (stand-in for a broken tf2_ros)')\n")
+    env = dict(ros_env, PYTHONPATH=os.pathsep.join([str(stand_in), ros_env.get("PYTHONPATH", "")]))
+    node = start_node({"autostart": False, "lifter_checkpoint": lifter_checkpoint, "backend": "mediapipe",
+                       "torch_threads": 1, "publish_tf": True, "diagnostics_period": 0.3}, env=env)
+    change = probe.node.create_client(ChangeState, "/petr_node/change_state")
+    get_state = probe.node.create_client(GetState, "/petr_node/get_state")
+    set_params = probe.node.create_client(SetParameters, "/petr_node/set_parameters")
+    diags = probe.collect(DiagnosticArray, "/diagnostics")
+
+    def transition(tid: int) -> bool:
+        return _call(probe, change, ChangeState.Request(transition=Transition(id=tid)), 120.0).success
+
+    assert transition(Transition.TRANSITION_CONFIGURE), node.log()
+    assert not transition(Transition.TRANSITION_ACTIVATE)
+    assert _call(probe, get_state, GetState.Request()).current_state.label == "inactive"
+    assert "activate failed, staying inactive: tf2 buffer core missing" in node.log()
+    assert probe.spin_until(lambda: any(s.message.startswith("inactive: activate failed") for s in _statuses(diags)),
+                            10)
+    assert _set(probe, set_params, "publish_tf", False) == (True, "")
+    assert transition(Transition.TRANSITION_ACTIVATE), node.log()
+    assert _call(probe, get_state, GetState.Request()).current_state.label == "active"
+    assert node.log().count("model ready") == 1  # the model stayed loaded
+    assert node.stop() == 0, node.log()
