@@ -20,6 +20,7 @@ from torch import nn
 
 from petr_ros import kinematics
 from petr_ros.frontends import Detection2D, KeypointFrontEnd, make_frontend
+from petr_ros.limb_twist import rotations_with_limb_twist
 from petr_ros.model.checkpoint import (
     DEFAULT_LIFTER_PATH,
     MAKE_LIFTER_HINT,
@@ -189,10 +190,12 @@ class PoseEstimator:
         norm = normalize_keypoints_2d(np.asarray(keypoints_h36m, dtype=np.float32))
         with torch.inference_mode():
             out = self.lifter(torch.from_numpy(np.ascontiguousarray(norm, dtype=np.float32)).to(self.device))
-            joints = out.joints3d.float()
-            # PETR predicts positions only: rotations follow from them (minimal twist); PEBRT predicts its own.
-            rotations = kinematics.joint_rotations(joints) if out.rotations is None else out.rotations
-            return joints.cpu().numpy(), rotations.float().cpu().numpy()
+            joints = out.joints3d.float().cpu().numpy()
+            if out.rotations is not None:  # PEBRT predicts its own
+                return joints, out.rotations.float().cpu().numpy()
+        # Positions-only heads: rotations follow from them, the limbs' twist read off the elbow/knee bend (measured
+        # closer to real mocap rotations than the minimal twist; docs/model_card.md).
+        return joints, rotations_with_limb_twist(joints).astype(np.float32)
 
     def warmup(self) -> None:
         """Run every stage once (allocations, cuDNN autotuning, MediaPipe graph start-up)."""
