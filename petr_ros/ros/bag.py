@@ -39,7 +39,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from petr_ros.fileio import write_text
+from petr_ros.fileio import atomic_path, remove_stale_temporaries, write_text
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 DISCOVERY_SETTLE_S = 0.5
@@ -165,9 +165,11 @@ class McapAppender:
     seeking readers use; until then readers scan the data linearly.
     """
 
-    def __init__(self, path: Path, profile: str = "ros2") -> None:
+    def __init__(self, path: Path, profile: str = "ros2", exclusive: bool = True) -> None:
+        """exclusive: the file must not exist yet (False: an existing file, e.g. a temporary, is truncated)."""
         self.path = Path(path)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+        self._fd = os.open(self.path, flags, 0o644)
         self._end = 0  # where the next record goes (the current footer's offset)
         self.schemas: dict[int, tuple[str, str, bytes]] = {}  # id -> (name, encoding, data)
         self.channels: dict[int, tuple[int, str, str, bytes]] = {}  # id -> (schema id, topic, encoding, metadata)
@@ -516,6 +518,30 @@ def _decompress(raw: bytes, compression: str, size: int) -> bytes:
     raise ValueError(f"unknown chunk compression '{compression}'")
 
 
+def _copy_complete_records(source: Path, out: McapAppender) -> tuple[_Scan, int | None, int]:
+    """Every complete schema, channel and message of `source` into `out`; returns (scan, first, last time)."""
+    import mmap
+
+    with open(source, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        view = memoryview(mm)
+        try:
+            scan = _scan_mcap(view)
+            for sid, (name, encoding, data) in scan.schemas.items():
+                out.add_schema(sid, name, encoding, data)
+            for cid, (sid, topic, encoding, meta) in scan.channels.items():
+                out.add_channel(cid, sid, topic, encoding, meta)
+            in_memory = dict(scan.in_memory)
+            first, last, payload = None, 0, None
+            for i, (cid, t_ns, offset, length) in enumerate(scan.messages):
+                payload = in_memory[i] if offset < 0 else view[offset:offset + length]
+                out.write(cid, t_ns, payload)
+                first, last = t_ns if first is None else min(first, t_ns), max(last, t_ns)
+            payload = None  # no view into the map may outlive it
+        finally:
+            view.release()
+    return scan, first, last
+
+
 def recover_bag(path: str | os.PathLike) -> dict[str, int]:
     """Make a bag whose recorder was killed complete again, in place: every complete message of its MCAP file is
     kept (a last record cut short is dropped), the summary and index are rebuilt and metadata.yaml is rewritten with
@@ -529,43 +555,26 @@ def recover_bag(path: str | os.PathLike) -> dict[str, int]:
     if len(files) > 1:
         raise ValueError(f"{folder} holds {len(files)} MCAP files; recover one at a time: {[f.name for f in files]}")
     source = files[0]
-    tmp = folder / f".{source.name}.recovering"
-    tmp.unlink(missing_ok=True)
-    with open(source, "rb") as fh:
-        import mmap
-
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            view = memoryview(mm)
-            try:
-                scan = _scan_mcap(view)
-                out = McapAppender(tmp)
-                for sid, (name, encoding, data) in scan.schemas.items():
-                    out.add_schema(sid, name, encoding, data)
-                for cid, (sid, topic, encoding, meta) in scan.channels.items():
-                    out.add_channel(cid, sid, topic, encoding, meta)
-                in_memory = dict(scan.in_memory)
-                first, last, payload = None, 0, None
-                for i, (cid, t_ns, offset, length) in enumerate(scan.messages):
-                    payload = in_memory[i] if offset < 0 else view[offset:offset + length]
-                    out.write(cid, t_ns, payload)
-                    first, last = t_ns if first is None else min(first, t_ns), max(last, t_ns)
-                payload = None  # no view into the map may outlive it
-            finally:
-                view.release()
-    topics, qos = [], {}
-    for cid, (sid, topic, _, meta) in scan.channels.items():
-        msgtype = scan.schemas[sid][0] if sid in scan.schemas else ""
+    remove_stale_temporaries(folder, source.name)  # of an earlier recovery that was itself killed
+    with atomic_path(source, suffix=".recovering") as tmp:  # the original stays until the new file is complete
+        out = McapAppender(tmp, exclusive=False)
         try:
-            digest = typestore_for([msgtype]).hash_rihs01(msgtype)
-        except (ValueError, KeyError):
-            digest = ""
-        topics.append((topic, msgtype, digest, out.message_counts[cid]))
-        qos[topic] = yaml.safe_load(meta.get("offered_qos_profiles", "[]")) or []
-    text = bag_metadata_yaml(source.name, topics, first, last, qos)
-    out.set_metadata("rosbag2", {"serialized_metadata": yaml.safe_dump(
-        yaml.safe_load(text)["rosbag2_bagfile_information"], sort_keys=False)})
-    out.close()
-    os.replace(tmp, source)
+            scan, first, last = _copy_complete_records(source, out)
+            topics, qos = [], {}
+            for cid, (sid, topic, _, meta) in scan.channels.items():
+                msgtype = scan.schemas[sid][0] if sid in scan.schemas else ""
+                try:
+                    digest = typestore_for([msgtype]).hash_rihs01(msgtype)
+                except (ValueError, KeyError):
+                    digest = ""  # a type this environment does not know: the bag stays readable without it
+                topics.append((topic, msgtype, digest, out.message_counts[cid]))
+                qos[topic] = yaml.safe_load(meta.get("offered_qos_profiles", "[]")) or []
+            text = bag_metadata_yaml(source.name, topics, first, last, qos)
+            out.set_metadata("rosbag2", {"serialized_metadata": yaml.safe_dump(
+                yaml.safe_load(text)["rosbag2_bagfile_information"], sort_keys=False)})
+            out.close()
+        finally:
+            out.abandon()
     write_text(folder / "metadata.yaml", text)
     return {t[0]: t[3] for t in topics}
 
