@@ -111,6 +111,16 @@ def test_fine_tuned_backbone_is_stored_and_evaluate_scores_images(crops, tmp_pat
                  "--subjects", "S9", "--device", "cpu", "--json", str(tmp_path / "r.json")]) == 0
     table = capsys.readouterr().out
     assert "Walking" in table and "Waving" in table and "MPJPE" in table
+    # and through the node's own path (PoseEstimator) on the video frames
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "tuned" / "last.pt"), "--data-3d", str(crops["data_3d"]),
+                 "--data-2d", str(crops["data_2d"]), "--videos", str(crops["videos"]), "--subjects", "S9",
+                 "--stride", "4", "--device", "cpu", "--json", str(tmp_path / "frames.json")]) == 0
+    import json
+
+    frames = json.loads((tmp_path / "frames.json").read_text())
+    assert frames["frames"] == {"scored": 2 * 4 * 2, "missed": 0}  # actions x cameras x frames (0, 4)
+    assert set(frames["per_action"]) == {"Walking", "Waving"} and np.isfinite(frames["mpjpe"])
+    assert "HRNet-W32" in frames["source"]["pipeline"]
 
 
 def test_init_fine_tunes_from_existing_weights(tmp_path) -> None:

@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-2d", help="2D keypoints npz fed to a lifter checkpoint")
     p.add_argument("--index", help="instead of 2D keypoints: a `prepare` index.npz, to evaluate a full PETR "
                    "checkpoint (image mode: backbone + lifter) end to end on its person crops")
+    p.add_argument("--videos", help="instead of 2D keypoints: the folder of <subject>/Videos/*.mp4, to evaluate a "
+                   "checkpoint through PoseEstimator (the node's path) on every --stride-th frame (with --data-3d, "
+                   "--data-2d: the person boxes come from the true 2D joints)")
     p.add_argument("--subjects", nargs="+", default=list(TEST_SUBJECTS), help="subjects to score")
     p.add_argument("--stride", type=int, default=1, help="score every n-th frame")
     p.add_argument("--allow-partial", action="store_true", help="with --predictions: score them even when they miss "

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -105,6 +107,80 @@ def evaluate_full_checkpoint(
     result = score(pred, crops.joints3d.numpy(), crops.actions)
     result["source"] = {"checkpoint": str(checkpoint), "variant": ckpt.config.variant, "index": str(index),
                         "subjects": list(subjects), "stride": stride, "model": "full PETR (HRNet-W32 + lifter)"}
+    return result
+
+
+def _strided_frames(
+    video: Path, keypoints: np.ndarray, res_w: int, stride: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(frame index, RGB frame, person box from the true 2D joints) of every `stride`-th frame of a video."""
+    import cv2
+
+    from petr_ros.preprocessing import person_boxes_from_keypoints
+
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise ValueError(f"{video}: cannot open video")
+    try:
+        for f in range(len(keypoints)):
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            if f % stride == 0:
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                yield f, rgb, person_boxes_from_keypoints(keypoints[f][None] * rgb.shape[1] / res_w)
+    finally:
+        capture.release()
+
+
+def evaluate_on_frames(
+    checkpoint: str | os.PathLike,
+    data_3d: str | os.PathLike,
+    data_2d: str | os.PathLike,
+    videos: str | os.PathLike,
+    subjects: list[str] | tuple[str, ...] = h36m.TEST_SUBJECTS,
+    stride: int = 5,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Score a checkpoint through the node's own path on video frames, per action: `PoseEstimator` (a full PETR
+    checkpoint runs its own backbone; a lifter-only one the default 2D front end) on every `stride`-th frame of
+    <videos>/<subject>/Videos/<action>.<camera id>.mp4, the person box from the true 2D joints (as `prepare`
+    crops). Frames where no person comes out are counted in result["frames"]["missed"], not scored."""
+    from petr_ros.estimator import PoseEstimator
+    from training.cameras import h36m_cameras
+    from training.prepare import video_path
+
+    estimator = PoseEstimator(lifter_checkpoint=checkpoint, device=device)
+    poses_3d = h36m.load_positions_3d(data_3d)
+    poses_2d, _ = h36m.load_positions_2d(data_2d)
+    h36m.validate_pair({s: poses_3d[s] for s in subjects if s in poses_3d}, poses_2d, str(data_3d), str(data_2d))
+    pred, target, actions, missed = [], [], [], 0
+    for subject in subjects:
+        if subject not in poses_3d:
+            raise ValueError(f"{data_3d}: no ground truth for subject {subject!r}")
+        cameras = h36m_cameras(subject)
+        for action, world in poses_3d[subject].items():
+            truth = h36m.camera_frame_poses(world, subject)
+            for c, cam in enumerate(cameras):
+                estimator.reset()
+                video = video_path(Path(videos), subject, action, cam.id)
+                keypoints = poses_2d[subject][action][c][: len(world)]
+                for f, rgb, box in _strided_frames(video, keypoints, cam.res_w, stride):
+                    people = estimator.estimate(rgb, box)
+                    if not people:
+                        missed += 1
+                        continue
+                    pred.append(people[0].joints3d)
+                    target.append(truth[c][f])
+                    actions.append(h36m.action_group(action))
+    if not pred:
+        raise ValueError(f"no person was found in any frame of {videos} for subjects {list(subjects)}")
+    result = score(np.stack(pred), np.stack(target), np.array(actions))
+    result["frames"] = {"scored": len(pred), "missed": missed}
+    result["source"] = {"checkpoint": str(checkpoint), "videos": str(videos), "data_3d": str(data_3d),
+                        "data_2d": str(data_2d), "subjects": list(subjects), "stride": stride,
+                        "pipeline": estimator.backend_reason}
+    estimator.close()
     return result
 
 
@@ -216,6 +292,10 @@ def format_table(result: dict[str, Any]) -> str:
                                                          for k, _ in cols))
     lines.append(f"{'all poses':<16}" + "".join(f"{result[k]:>14.3f}" if k == "mpbve" else f"{result[k]:>14.1f}"
                                                 for k, _ in cols) + f"{result['num_poses']:>9}")
+    frames = result.get("frames")
+    if frames:
+        lines.append("")
+        lines.append(f"frames: {frames['scored']} scored, {frames['missed']} without a person (not scored)")
     coverage = result.get("coverage")
     if coverage:
         lines.append("")
@@ -241,6 +321,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
         device = str(resolve_device(args.device))
         if args.index:
             result = evaluate_full_checkpoint(args.checkpoint, args.index, args.subjects, args.stride, device)
+        elif args.videos:
+            if not args.data_2d or not args.data_3d:
+                raise ValueError("--videos needs --data-3d and --data-2d (ground truth and the person boxes)")
+            result = evaluate_on_frames(
+                args.checkpoint, args.data_3d, args.data_2d, args.videos, args.subjects, args.stride, device
+            )
         else:
             if not args.data_2d or not args.data_3d:
                 raise ValueError("--checkpoint needs --data-3d and --data-2d (or --index for a full PETR checkpoint)")
