@@ -83,6 +83,7 @@ class ShippedRecipe:
     window: int = 27  # frames per input window
     frame_rates: tuple[float, float] = (15.0, 60.0)  # training windows resampled to this range (Hz)
     short_fraction: float = 0.2  # of the windows: cut to a random length 1..window (young tracks)
+    window_bias: tuple[float, float] = (0.0, 0.0)  # std range of per-joint 2D offsets constant over a window
     samples_per_epoch: int = 32768
     synthetic_fraction: float = 0.2
     perturbed_fraction: float = 0.5  # of the real samples: from the smoothly limb-varied copies
@@ -156,9 +157,12 @@ def view_windows(
     window: int,
     rng: np.random.Generator,
     noise: DetectorNoise | None,
+    bias: tuple[float, float] = (0.0, 0.0),
 ) -> Windows:
     """Windows of `seq` ending at frames `last` (N,), every `stride`-th frame, `length` (N,) frames long at most
-    (earlier ones and those before the sequence starts are missing), each seen by its own random camera."""
+    (earlier ones and those before the sequence starts are missing), each seen by its own random camera, with
+    `noise` per frame and, when bias[1] > 0, a per-joint offset constant over the window (std drawn in `bias`, a
+    fraction of the person's 2D height)."""
     n = len(last)
     offsets = np.arange(window - 1, -1, -1)  # frames before the last one, oldest first
     index = last[:, None] - stride[:, None] * offsets[None]
@@ -176,6 +180,11 @@ def view_windows(
     kp = project(safe.reshape(flat), intr).reshape(n * window, skeleton.NUM_JOINTS, 2)
     if noise is not None:
         kp = add_detector_noise(kp, rng, noise, layout="h36m" if seq.coco is None else "coco")
+    if bias[1] > 0:  # a detector's error that persists over a track: a constant offset per joint and window
+        size = np.ptp(kp.reshape(n, window, -1, 2)[:, -1, :, 1], axis=-1)  # the newest frame's 2D height
+        std = rng.uniform(*bias, n) * size
+        joint_offsets = rng.standard_normal((n, 1, skeleton.NUM_JOINTS, 2)) * std[:, None, None, None]
+        kp = (kp.reshape(n, window, -1, 2) + joint_offsets).reshape(kp.shape)
     if seq.coco is not None:
         kp, _ = skeleton.coco_to_h36m(kp)
     kp = kp.reshape(n, window, skeleton.NUM_JOINTS, 2)
@@ -209,7 +218,7 @@ def sample_windows(
         length = np.full(n, recipe.window)
         short = rng.random(n) < recipe.short_fraction
         length[short] = rng.integers(1, recipe.window + 1, int(short.sum()))
-        w = view_windows(seq, last, stride, length, recipe.window, rng, DetectorNoise())
+        w = view_windows(seq, last, stride, length, recipe.window, rng, DetectorNoise(), recipe.window_bias)
         kps.append(w.keypoints2d)
         targets.append(w.joints3d)
     order = rng.permutation(count)
@@ -553,7 +562,8 @@ def train_shipped(
         "description": "sequence lifter (27-frame windows of a tracked person's 2D, skeleton-consistent bones "
         "head) trained on real mocap (+ mirror, + limb-varied copies, + Winter synthetic motion) through random "
         "virtual cameras with detector-like 2D noise; NOT the Human3.6M reproduction (see docs/model_card.md)",
-        "command": f"petr_train shipped --output {output} --seed {seed} --epochs {epochs} --threads {threads}",
+        "command": f"petr_train shipped --output {output} --work-dir {work_dir} --seed {seed} --epochs {epochs} "
+        f"--threads {threads}",
         "data": source.describe(),
         "held_out_metrics_mm_deg": metrics_out,
         "training_wall_seconds": round(wall, 1),

@@ -110,12 +110,7 @@ def add_detector_noise(
 
 def mirror_world(points: np.ndarray, layout: str) -> np.ndarray:
     """Mirror (N, 17, 3) world poses left-right (negate world x, swap sides): a new, equally real motion."""
-    if layout == "h36m":
-        return skeleton.flip_pose(points, axis=0)
-    # COCO-17: skeleton.flip_pose knows only the H3.6M sides yet (asked for a layout parameter, coordination)
-    out = np.asarray(points)[..., list(skeleton.COCO_FLIP_PERMUTATION), :].copy()
-    out[..., 0] = -out[..., 0]
-    return out
+    return skeleton.flip_pose(points, axis=0, layout=layout)
 
 
 # Limb bones whose parent-relative rotation `perturb_limbs` changes (bone b ends at joint b + 1): thighs, calves,
