@@ -1,17 +1,17 @@
 """MediaPipe BlazePose as a 2D front end: the pose model that ships inside the `mediapipe` wheel (Apache-2.0).
 
 BlazePose predicts 33 landmarks; the 17 COCO points are a subset of them, so no learned mapping is involved.
-The legacy `mediapipe.solutions.pose.Pose` graph runs offline with the model files in the wheel
-(`pose_detection.tflite`, `pose_landmark_full.tflite`). It tracks one person per graph, so several people are
-handled by running it on padded per-person crops (boxes given by the caller, or found by OpenCV's HOG people
-detector plus the previous frame's keypoint boxes).
+Everything runs offline with the model files in the wheel (`pose_detection.tflite`, `pose_landmark_full.tflite`).
 
-detector="blazepose" instead runs BlazePose's own two stages as MediaPipe graphs built here from the calculators
-compiled into the wheel (no other runtime, nothing downloaded): the person detector (`pose_detection.tflite`,
-SSD anchors decoded and suppressed by mediapipe's own calculators, on 224x224 downscaled views of the image: the
-whole image, then zoomed tiles in turn) gives each person's alignment points; the landmark model then runs on
-each person's rotated region of interest directly, and that person's next region comes from its own auxiliary
-landmarks, so a tracked person needs no detector run, however close to someone else it stands.
+Finding several people (detector="blazepose", the default) runs BlazePose's own two stages as MediaPipe graphs
+built here from the calculators compiled into the wheel (no other runtime, nothing downloaded): the person
+detector (`pose_detection.tflite`, its SSD anchors decoded and suppressed by mediapipe's own calculators, on
+224x224 downscaled views of the image: the whole image, then zoomed tiles in turn) gives each person's alignment
+points; the landmark model then runs on each person's rotated region of interest directly, and that person's
+next region comes from its own auxiliary landmarks, so a followed person needs no detector run, however close to
+someone else they stand. The packaged `mediapipe.solutions.pose.Pose` graph (one person per graph) still serves
+boxes given by the caller (one static run per padded crop), detector="none" (the whole image, one person) and
+detector="hog" (OpenCV's HOG people boxes plus the previous frame's keypoint boxes, as crops).
 """
 
 from __future__ import annotations
