@@ -145,7 +145,7 @@ def _footer(summary_start: int = 0, summary_offset_start: int = 0) -> bytes:
     return _record(_OP_FOOTER, struct.pack("<QQI", summary_start, summary_offset_start, 0)) + MCAP_MAGIC
 
 
-@dataclass
+@dataclass(slots=True)  # one per message of a recording: kept small
 class _ChunkInfo:
     start: int  # file offset of the chunk record
     length: int  # bytes of the chunk record
