@@ -29,13 +29,21 @@ METRIC_COLUMNS = (("mpjpe", "MPJPE mm"), ("p_mpjpe", "P-MPJPE mm"), ("n_mpjpe", 
 
 @torch.inference_mode()
 def run_lifter(
-    model: torch.nn.Module, keypoints2d: np.ndarray, device: str | torch.device = "cpu", batch_size: int = 2048
+    model: torch.nn.Module,
+    keypoints2d: np.ndarray | torch.utils.data.Dataset,
+    device: str | torch.device = "cpu",
+    batch_size: int = 2048,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Lift (N, 17, 2) pixel keypoints: (joints (N, 17, 3) metres, global rotations (N, 17, 3, 3) or None)."""
+    """Lift pixel keypoints - (N, 17, 2), (N, T, 17, 2) windows, or a dataset of (input, target) pairs - to
+    (joints (N, 17, 3) metres, global rotations (N, 17, 3, 3) or None)."""
+    if isinstance(keypoints2d, torch.utils.data.Dataset):
+        batches = (inputs for inputs, _ in torch.utils.data.DataLoader(keypoints2d, batch_size=batch_size))
+    else:
+        arr = np.asarray(keypoints2d, dtype=np.float32)
+        batches = (torch.from_numpy(arr[start : start + batch_size]) for start in range(0, len(arr), batch_size))
     joints, rots = [], []
-    for start in range(0, len(keypoints2d), batch_size):
-        kp = torch.as_tensor(np.asarray(keypoints2d[start : start + batch_size], dtype=np.float32), device=device)
-        out = model(normalize_keypoints_2d(kp))
+    for kp in batches:
+        out = model(normalize_keypoints_2d(kp.to(device)))
         joints.append(out.joints3d.float().cpu().numpy())
         if out.rotations is not None:
             rots.append(out.rotations.float().cpu().numpy())
@@ -70,8 +78,17 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Score a lifter checkpoint on `subjects` of the npz pair; optionally save its predictions in the npz layout."""
     model, ckpt = load_lifter(checkpoint, device=device)
-    samples = h36m.load_h36m_samples(data_3d, data_2d, subjects, stride=1 if save_predictions else stride)
-    pred, rots = run_lifter(model, samples.keypoints2d, device)
+    window = ckpt.config.window
+    samples = h36m.load_h36m_samples(data_3d, data_2d, subjects, stride=1 if save_predictions or window > 1 else stride)
+    if window > 1:  # a sequence lifter reads each frame's window of the sequence (zeros before its start)
+        from training.sources import WindowDataset
+
+        pred, rots = run_lifter(model, WindowDataset(samples, window), device)
+    else:
+        pred, rots = run_lifter(model, samples.keypoints2d, device)
+    if window > 1 and not save_predictions:
+        keep = samples.frame % stride == 0
+        samples, pred, rots = samples.select(keep), pred[keep], (None if rots is None else rots[keep])
     if save_predictions:
         write_predictions(save_predictions, samples, pred)
         keep = samples.frame % stride == 0

@@ -1,6 +1,7 @@
 """Data sources of a training run: what the loop needs from a data set, and the two the CLI builds.
 
-- lifter mode: Human3.6M-layout npz files (`h36m`): 2D keypoints -> root-relative 3D, the same every epoch;
+- lifter mode: Human3.6M-layout npz files (`h36m`): 2D keypoints (or, for sequence lifters, windows of a
+  sequence's 2D keypoints) -> root-relative 3D, the same every epoch;
 - image mode: the person crops a `prepare` index lists (`datasets.CropDataset`).
 Other recipes (the shipped lifter) implement `DataSource` themselves.
 """
@@ -39,6 +40,39 @@ class PoseDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         return self.keypoints2d[i], self.joints3d[i]
+
+
+class WindowDataset(Dataset):
+    """(window (T, 17, 2) of a sequence's 2D keypoints ending at the sample's frame, its 3D joints (17, 3)), for
+    sequence lifters (`LifterConfig.window` > 1): frames before the sequence's start are all zero, as a young
+    track's are in the node (the lifter masks them out). Windows are cut on access, so memory stays per frame."""
+
+    def __init__(self, samples: h36m.Samples, window: int, stride: int = 1) -> None:
+        self.window = int(window)
+        self.keypoints2d = torch.as_tensor(np.asarray(samples.keypoints2d, dtype=np.float32))
+        # A sequence is one subject/action/camera; its frames are consecutive rows of `samples`.
+        n = len(samples)
+        new_sequence = np.ones(n, dtype=bool)
+        new_sequence[1:] = (
+            (samples.subject[1:] != samples.subject[:-1])
+            | (samples.action[1:] != samples.action[:-1])
+            | (samples.camera[1:] != samples.camera[:-1])
+            | (samples.frame[1:] != samples.frame[:-1] + 1)
+        )
+        self.first_row = torch.as_tensor(np.maximum.accumulate(np.where(new_sequence, np.arange(n), 0)))
+        self.rows = torch.as_tensor(np.flatnonzero(samples.frame % stride == 0))
+        self.joints3d = torch.as_tensor(np.asarray(samples.joints3d, dtype=np.float32))[self.rows]
+        self.offsets = torch.arange(-self.window + 1, 1)
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        row = self.rows[i]
+        idx = row + self.offsets
+        valid = idx >= self.first_row[row]
+        window = self.keypoints2d[idx.clamp_min(0)] * valid[:, None, None]
+        return window, self.joints3d[i]
 
 
 def targets_of(dataset: Dataset) -> np.ndarray:
@@ -95,8 +129,18 @@ def keypoint_source(cfg: TrainConfig) -> FixedSource:
     if missing:
         raise ValueError(f"{cfg.data_3d}: subjects {missing} not in positions_3d (has {sorted(poses_3d)})")
     h36m.validate_pair({s: poses_3d[s] for s in subjects}, poses_2d, cfg.data_3d, cfg.data_2d)
-    train = h36m.build_samples(poses_3d, poses_2d, cfg.train_subjects, stride=cfg.stride)
-    val = h36m.build_samples(poses_3d, poses_2d, cfg.test_subjects, stride=cfg.test_stride)
+    if cfg.window > 1:  # sequence lifters: windows over every frame, targets every stride-th
+        train_samples = h36m.build_samples(poses_3d, poses_2d, cfg.train_subjects)
+        val_samples = h36m.build_samples(poses_3d, poses_2d, cfg.test_subjects)
+        train_set = WindowDataset(train_samples, cfg.window, cfg.stride)
+        val_set = WindowDataset(val_samples, cfg.window, cfg.test_stride)
+        val_actions = val_samples.action[val_set.rows.numpy()]
+    else:
+        train = h36m.build_samples(poses_3d, poses_2d, cfg.train_subjects, stride=cfg.stride)
+        val = h36m.build_samples(poses_3d, poses_2d, cfg.test_subjects, stride=cfg.test_stride)
+        train_set = PoseDataset(train.keypoints2d, train.joints3d)
+        val_set = PoseDataset(val.keypoints2d, val.joints3d)
+        val_actions = val.action
     info = {
         "data_3d": cfg.data_3d,
         "data_2d": cfg.data_2d,
@@ -104,12 +148,7 @@ def keypoint_source(cfg: TrainConfig) -> FixedSource:
         "train_subjects": cfg.train_subjects,
         "test_subjects": cfg.test_subjects,
     }
-    return FixedSource(
-        PoseDataset(train.keypoints2d, train.joints3d),
-        PoseDataset(val.keypoints2d, val.joints3d),
-        np.array([h36m.action_group(a) for a in val.action]),
-        info,
-    )
+    return FixedSource(train_set, val_set, np.array([h36m.action_group(a) for a in val_actions]), info)
 
 
 def crop_source(cfg: TrainConfig) -> FixedSource:
