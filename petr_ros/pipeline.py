@@ -222,17 +222,19 @@ class FramePipeline:
         report.dropped_over_max = max(0, len(poses) - s.max_persons)
         poses = poses[: s.max_persons]
         clock.lap("reject")
+        # Only a lifter that reads the past needs the 2D histories (the single-frame one keeps the frame's own lift).
+        temporal = not isinstance(self.lifter, SingleFrameLifter)
         with self._lock:
             s = self._settings  # configure() may have run meanwhile: the state below matches these settings
             if s.tracking:
                 poses = self._tracker.update(poses)
-                histories = self._update_histories(poses, stamp_s)
+                histories = self._update_histories(poses, stamp_s) if temporal else []
             else:
                 poses = [dataclasses.replace(p, person_id=i) for i, p in enumerate(poses)]
                 self._histories = {}
-                histories = [_fresh_history(p, stamp_s) for p in poses]
+                histories = [_fresh_history(p, stamp_s) for p in poses] if temporal else []
             clock.lap("track")
-            if poses and not isinstance(self.lifter, SingleFrameLifter):  # else: the frame's own lift stays
+            if poses and temporal:
                 joints, rotations = self.lifter.lift_tracks(histories)
                 poses = [dataclasses.replace(p, joints3d=np.asarray(j, np.float32), rotations=np.asarray(q, np.float32))
                          for p, j, q in zip(poses, joints, rotations, strict=True)]

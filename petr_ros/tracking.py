@@ -113,23 +113,41 @@ class PersonTracker:
             return np.zeros((len(self._tracks), len(poses)))
         predicted = [t.predicted() for t in self._tracks]
         iou = box_iou(np.stack([b for b, _ in predicted]), boxes)
-        cost = np.full(iou.shape, _IMPOSSIBLE)
-        for t, (_, t_kp) in enumerate(predicted):
-            for p, pose in enumerate(poses):
-                kp_dist = _keypoint_distance(t_kp, self._tracks[t].confidences, pose, boxes[p])
-                if iou[t, p] >= self.iou_threshold or kp_dist <= KEYPOINT_GATE:
-                    cost[t, p] = (1.0 - iou[t, p]) + min(kp_dist, 1.0)
-        return cost
+        kp_dist = _keypoint_distances([kp for _, kp in predicted], [t.confidences for t in self._tracks], poses, boxes)
+        gate = (iou >= self.iou_threshold) | (kp_dist <= KEYPOINT_GATE)
+        return np.where(gate, (1.0 - iou) + np.minimum(kp_dist, 1.0), _IMPOSSIBLE)
 
 
 def _centre(box: np.ndarray) -> np.ndarray:
     return np.array([(box[0] + box[2]) * 0.5, (box[1] + box[3]) * 0.5], np.float32)
 
 
-def _keypoint_distance(track_kp: np.ndarray, track_conf: np.ndarray, pose: Any, box: np.ndarray) -> float:
-    """Median distance of the joints both see confidently, as a fraction of the box height (inf if too few)."""
-    kp = np.asarray(pose.keypoints2d, np.float32)
-    conf = np.asarray(pose.confidences, np.float32)
+def _keypoint_distances(track_kps: list[np.ndarray], track_confs: list[np.ndarray], poses: list[Any],
+                        boxes: np.ndarray) -> np.ndarray:
+    """(tracks, poses): median distance of the joints both see confidently, as a fraction of the pose's box height
+    (inf where fewer than 3 such joints, or where the keypoint layouts differ)."""
+    kps = [np.asarray(p.keypoints2d, np.float32) for p in poses]
+    confs = [np.asarray(p.confidences, np.float32) for p in poses]
+    shapes = {k.shape for k in kps + track_kps}
+    if len(shapes) != 1:  # mixed layouts: pair by pair (a different layout is never the same person)
+        return np.array([[_keypoint_distance(tk, tc, kp, c, box) for kp, c, box in zip(kps, confs, boxes, strict=True)]
+                         for tk, tc in zip(track_kps, track_confs, strict=True)]).reshape(len(track_kps), len(poses))
+    both = (np.stack(confs)[None] >= _MIN_KEYPOINT_SCORE) & (np.stack(track_confs)[:, None] >= _MIN_KEYPOINT_SCORE)
+    dist = np.linalg.norm(np.stack(kps)[None] - np.stack(track_kps)[:, None], axis=-1)  # (tracks, poses, joints)
+    # The median over the shared joints: the unshared ones sort last as inf, the median takes the middle of the rest.
+    count = both.sum(axis=-1)
+    ordered = np.sort(np.where(both, dist, np.inf), axis=-1)
+    lo = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[..., None], axis=-1)[..., 0]
+    hi = np.take_along_axis(ordered, np.maximum(count // 2, 0)[..., None], axis=-1)[..., 0]
+    height = np.maximum((boxes[:, 3] - boxes[:, 1]).astype(np.float64), 1.0)
+    with np.errstate(invalid="ignore"):
+        median = ((lo + hi) / np.float32(2.0)).astype(np.float64)  # np.median's float32 value, exactly
+    return np.where(count >= 3, median / height[None], np.inf)
+
+
+def _keypoint_distance(track_kp: np.ndarray, track_conf: np.ndarray, kp: np.ndarray, conf: np.ndarray,
+                       box: np.ndarray) -> float:
+    """One track / pose pair of `_keypoint_distances`."""
     if kp.shape != track_kp.shape:
         return float("inf")
     both = (conf >= _MIN_KEYPOINT_SCORE) & (track_conf >= _MIN_KEYPOINT_SCORE)

@@ -104,7 +104,12 @@ def test_default_construction_is_the_shipped_lifter_and_auto_front_end() -> None
     try:
         assert pipeline.estimator.lifter_path == DEFAULT_LIFTER_PATH
         assert pipeline.estimator.backend_name == "mediapipe"  # auto without HRNet weights
-        assert isinstance(pipeline.lifter, SingleFrameLifter)
+        # The shipped lifter decides the track lifter: a sequence lifter reads each track's history.
+        from petr_ros.sequence_lifting import SequenceTrackLifter, is_sequence_lifter
+
+        sequence = is_sequence_lifter(pipeline.estimator.lifter)
+        assert isinstance(pipeline.lifter, SequenceTrackLifter if sequence else SingleFrameLifter)
+        assert isinstance(pipeline.lifter, TrackLifter) and pipeline.lifter.history_length >= 1
         rgb = messi_rgb()
         people = pipeline.process(rgb, 1.0)
         assert len(people) == 1
@@ -211,7 +216,7 @@ def test_track_histories_feed_a_temporal_lifter(shared, frames) -> None:
     pipeline.reset()
     stamps = [10.0, 10.1, 10.2, 10.3]
     outputs = [pipeline.process(rgb, t) for rgb, t in zip(frames[:4], stamps, strict=True)]
-    reference = FramePipeline(PipelineSettings(), estimator=shared.estimator)
+    reference = FramePipeline(PipelineSettings(), estimator=shared.estimator, lifter=SingleFrameLifter())
     reference.reset()
     plain = [reference.process(rgb, t) for rgb, t in zip(frames[:4], stamps, strict=True)]
     for frame, (call, people) in enumerate(zip(lifter.calls, outputs, strict=True)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -125,3 +126,29 @@ def test_bad_arguments() -> None:
     bad.box = np.array([10, 10, 5, 50], np.float32)
     with pytest.raises(ValueError, match="x1 >= x0"):
         PersonTracker().update([bad])
+
+
+def test_keypoint_distances_of_all_pairs_match_the_pairwise_definition() -> None:
+    from petr_ros.tracking import _keypoint_distance, _keypoint_distances
+
+    rng = np.random.default_rng(3)
+    for trial in range(50):
+        n_tracks, n_poses = rng.integers(1, 5), rng.integers(1, 5)
+        track_kps = [rng.uniform(0, 500, (17, 2)).astype(np.float32) for _ in range(n_tracks)]
+        track_confs = [rng.uniform(0, 1, 17).astype(np.float32) for _ in range(n_tracks)]
+        poses = []
+        for _ in range(n_poses):
+            conf = rng.uniform(0, 1, 17).astype(np.float32)
+            if trial % 5 == 0:
+                conf[: rng.integers(12, 17)] = 0.0  # few shared joints: inf
+            poses.append(SimpleNamespace(keypoints2d=rng.uniform(0, 500, (17, 2)).astype(np.float32), confidences=conf))
+        boxes = np.sort(rng.uniform(0, 600, (n_poses, 4)).astype(np.float32).reshape(-1, 2, 2), axis=1)
+        boxes = boxes.transpose(0, 2, 1).reshape(-1, 4)[:, [0, 2, 1, 3]]
+        got = _keypoint_distances(track_kps, track_confs, poses, boxes)
+        want = np.array([[_keypoint_distance(tk, tc, p.keypoints2d, p.confidences, b)
+                          for p, b in zip(poses, boxes, strict=True)]
+                         for tk, tc in zip(track_kps, track_confs, strict=True)])
+        np.testing.assert_array_equal(got, want)  # the same numbers, not just close: gates must not flip
+    # A pose with another layout is never the same person.
+    odd = [SimpleNamespace(keypoints2d=np.zeros((33, 2), np.float32), confidences=np.ones(33, np.float32))]
+    assert np.isinf(_keypoint_distances(track_kps[:1], track_confs[:1], odd, boxes[:1])).all()
