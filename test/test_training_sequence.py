@@ -55,3 +55,18 @@ def test_a_sequence_lifter_trains_and_evaluates_on_windows(data, tmp_path, capsy
     assert tuned.config == shipped.config
     assert any(not torch.equal(tuned.state_dict[k], v) for k, v in shipped.state_dict.items())
     assert np.isfinite(tuned.metadata["val_mpjpe_mm"])
+
+
+def test_animate_runs_a_sequence_checkpoint(data, tmp_path) -> None:
+    from PIL import Image
+
+    assert main(["train", "--data-3d", str(data["data_3d"]), "--data-2d", str(data["data_2d"]), "--train-subjects",
+                 "S1", "--test-subjects", "S9", "--batch-size", "32", "--threads", "1", "--quiet", "--architecture",
+                 "sequence", "--window", "4", "--dim-feedforward", "32", "--epochs", "1", "--output",
+                 str(tmp_path / "seq")]) == 0
+    out = tmp_path / "a.gif"
+    assert main(["animate", "--checkpoint", str(tmp_path / "seq" / "last.pt"), "--data-3d", str(data["data_3d"]),
+                 "--data-2d", str(data["data_2d"]), "--subject", "S9", "--action", "Squat 1", "--frames", "3",
+                 "--step", "4", "--output", str(out)]) == 0
+    with Image.open(out) as gif:
+        assert gif.n_frames == 3

@@ -149,8 +149,15 @@ def animate_command(args: argparse.Namespace) -> int:
         raise ValueError(
             f"no frames in [{args.start}, {end}) of {args.subject} / {args.action} ({len(samples)} frames)"
         )
-    model, _ = load_lifter(args.checkpoint)
-    pred, _ = run_lifter(model, samples.keypoints2d[idx])
+    model, ckpt = load_lifter(args.checkpoint)
+    if ckpt.config.window > 1:  # a sequence lifter reads each frame's window of the sequence
+        from torch.utils.data import Subset
+
+        from training.sources import WindowDataset
+
+        pred, _ = run_lifter(model, Subset(WindowDataset(samples, ckpt.config.window), idx.tolist()))
+    else:
+        pred, _ = run_lifter(model, samples.keypoints2d[idx])
     images, scale = None, 1.0
     if args.video:
         images = read_video_frames(args.video, [int(samples.frame[i]) for i in idx])
