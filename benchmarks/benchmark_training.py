@@ -22,6 +22,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _free_port() -> int:
+    """A TCP port nobody listens on now (concurrent test suites on one machine must not share torchrun's)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _last_rate(output: Path) -> float:
     with open(output / "log.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -37,7 +46,7 @@ def run(args: list[str], output: Path, processes: int, threads: int, device: str
         cmd = [sys.executable, "-m", "training.cli", "train", *common]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-               "--master_port", str(29000 + os.getpid() % 1000), "-m", "training.cli", "train", *common]
+               "--master_port", str(_free_port()), "-m", "training.cli", "train", *common]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")

@@ -32,6 +32,15 @@ def data(tmp_path_factory) -> dict[str, Path]:
     return generate_dataset(tmp_path_factory.mktemp("h36m"), subjects=("S1", "S5", "S9"), frames=60, seed=1)
 
 
+def _free_port() -> int:
+    """A TCP port nobody listens on now (concurrent test suites on one machine must not share torchrun's)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _cfg(data: dict[str, Path], output: Path, **kw) -> TrainConfig:
     base = dict(
         data_3d=str(data["data_3d"]), data_2d=str(data["data_2d"]), train_subjects=["S1", "S5"],
@@ -130,7 +139,7 @@ def test_ddp_two_processes_give_the_single_process_losses(data, tmp_path) -> Non
               "gloo"]
     single = train(_cfg(data, tmp_path / "single", dim_feedforward=64, epochs=2, max_batches=6, dropout=0.0),
                    progress=False)
-    port = str(29500 + os.getpid() % 1000)
+    port = str(_free_port())
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            "-m", "training.cli", "train", *common, "--output", str(tmp_path / "ddp")]
     run = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=240)
