@@ -266,3 +266,16 @@ def attached_to(
         return True
     lying = float(np.ptp(mine[:, 0])) > lying_aspect * max(float(np.ptp(mine[:, 1])), 1.0)
     return lying and on_them >= lying_fraction
+
+
+def part_of(inner: np.ndarray, outer: np.ndarray, containment: float = 0.85, max_area: float = 0.5) -> bool:
+    """True when box `inner` (4,) lies at least `containment` inside box `outer` and has at most `max_area` of its
+    area: a small skeleton found on a part of someone else's body (legs, an arm)."""
+    a, b = np.asarray(inner, np.float64).reshape(4), np.asarray(outer, np.float64).reshape(4)
+    area_in = float(np.prod(np.maximum(a[2:] - a[:2], 0.0)))
+    area_out = float(np.prod(np.maximum(b[2:] - b[:2], 0.0)))
+    if area_in <= 0.0 or area_out <= 0.0 or area_in > max_area * area_out:
+        return False
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return ix * iy / area_in >= containment

@@ -41,7 +41,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from petr_ros.detection import attached_to, same_person
+from petr_ros.detection import attached_to, part_of, same_person
 from petr_ros.estimator import PersonPose
 from petr_ros.kinematics import WINTER_FRACTIONS
 from petr_ros.skeleton import BONES, FLIP_PERMUTATION
@@ -211,14 +211,7 @@ def _attached(person: PersonPose, other: PersonPose, settings: PlausibilitySetti
 
 
 def _part_of(inner: np.ndarray, outer: np.ndarray, settings: PlausibilitySettings) -> bool:
-    """A small box lying (almost) wholly inside a larger one: a skeleton on a part of someone else's body."""
-    area_in = float(np.prod(np.maximum(inner[2:] - inner[:2], 0.0)))
-    area_out = float(np.prod(np.maximum(outer[2:] - outer[:2], 0.0)))
-    if area_in <= 0.0 or area_out <= 0.0 or area_in > settings.part_area * area_out:
-        return False
-    ix = max(0.0, min(inner[2], outer[2]) - max(inner[0], outer[0]))
-    iy = max(0.0, min(inner[3], outer[3]) - max(inner[1], outer[1]))
-    return ix * iy / area_in >= settings.part_containment
+    return part_of(inner, outer, settings.part_containment, settings.part_area)
 
 
 def _single_person_reason(person: PersonPose, settings: PlausibilitySettings, height: int, width: int) -> str | None:

@@ -269,3 +269,32 @@ def test_same_person_tells_overlapping_people_apart() -> None:
         same_person(body, scores, swapped, scores, flip=(0, 1, 2))
     with pytest.raises(ValueError, match="same_person"):
         same_person(body, scores, body[:5], scores[:5])
+
+
+def test_blazepose_keeps_the_man_behind_the_woman() -> None:
+    """Pose2Sim cam01 frames 60-80: the man on the treadmill goes partly behind the woman in front, the bystander
+    stands at the top left. HOG never boxed the man there; the BlazePose detector finds all three and follows
+    them (boxes of the three from test/data/pose2sim_cam01_people.npz and the reference)."""
+    from petr_ros.detection import PeopleTally
+
+    video = ASSETS / "pose2sim_multi" / "cam01.mp4"
+    assert video.is_file(), f"missing {video}: run scripts/fetch_assets.sh"
+    data = Path(__file__).resolve().parent / "data"
+    with np.load(data / "pose2sim_cam01_people.npz") as people:
+        man, bystander = people["man"], people["bystander"]
+    cap = cv2.VideoCapture(str(video))
+    front = MediaPipeFrontEnd()
+    tally = PeopleTally(("man", "bystander"))
+    try:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, 60)
+        for f in range(60, 81):
+            ok, bgr = cap.read()
+            assert ok, f"could not read frame {f} of {video}"
+            dets = front.detect(np.ascontiguousarray(bgr[:, :, ::-1]), None)
+            assert 2 <= len(dets) <= 3, (f, [d.box for d in dets])  # the woman is the third
+            tally.add(np.array([d.box for d in dets]).reshape(-1, 4), np.stack([man[f], bystander[f]]))
+    finally:
+        cap.release()
+        front.close()
+    summary = tally.summary()
+    assert summary["found_man"] == 1.0 and summary["found_bystander"] == 1.0, summary

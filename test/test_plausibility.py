@@ -176,3 +176,44 @@ def test_skeleton_attached_to_a_surer_person_is_rejected() -> None:
     assert kept == [real] and counts["duplicate"] == 1
     kept, counts = reject_implausible([ghost, real], PlausibilitySettings(attached_fraction=0.0), IMAGE_SHAPE)
     assert len(kept) == 2 and counts["duplicate"] == 0
+
+
+def test_real_people_pass_the_default_filter() -> None:
+    """The default thresholds keep every real person the shipped lifter sees in the photos and video frames the
+    package ships (a guard against limits tighter than the lifter's own proportions)."""
+    import os
+    from pathlib import Path
+
+    cv2 = pytest.importorskip("cv2")
+    pytest.importorskip("mediapipe")
+    from petr_ros.estimator import PoseEstimator
+
+    assets = Path(os.environ.get("PETR_ASSETS", Path(__file__).resolve().parents[1] / "assets"))
+    estimator = PoseEstimator(backend="mediapipe", device="cpu")
+    try:
+        for name, people in (("messi5.jpg", 1), ("basketball1.png", 1)):
+            bgr = cv2.imread(str(assets / name), cv2.IMREAD_COLOR)
+            assert bgr is not None, f"missing asset {assets / name}: run scripts/fetch_assets.sh"
+            rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+            estimator.reset()
+            found = estimator.estimate(rgb)
+            kept, counts = reject_implausible(found, PlausibilitySettings(), rgb.shape[:2])
+            assert len(found) == len(kept) == people, (name, {k: v for k, v in counts.items() if v})
+        # Sports2D frames 72-100: the man on the box and the woman walking, both in every frame.
+        estimator.reset()
+        cap = cv2.VideoCapture(str(assets / "sports2d_demo.mp4"))
+        try:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 72)
+            for _ in range(0, 29, 4):
+                for _skip in range(3):
+                    cap.grab()
+                ok, bgr = cap.read()
+                assert ok, "could not read sports2d_demo.mp4"
+                bgr = cv2.resize(bgr, (960, round(bgr.shape[0] * 960 / bgr.shape[1])), interpolation=cv2.INTER_AREA)
+                rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+                kept, counts = reject_implausible(estimator.estimate(rgb), PlausibilitySettings(), rgb.shape[:2])
+                assert len(kept) == 2, {k: v for k, v in counts.items() if v}
+        finally:
+            cap.release()
+    finally:
+        estimator.close()

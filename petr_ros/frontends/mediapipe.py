@@ -33,6 +33,7 @@ from petr_ros.detection import (
     boxes_from_keypoints,
     check_boxes,
     non_max_suppression,
+    part_of,
     same_person,
 )
 from petr_ros.frontends import Detection2D
@@ -531,12 +532,14 @@ class MediaPipeFrontEnd:
             regions += retry
             results += self._run_regions(image, retry)
         # One skeleton per person: the surest first, then whoever is not the same person as one kept (the same
-        # joints, either side labelling) nor a second guess attached to one (`detection.attached_to`).
+        # joints, either side labelling), nor a second guess attached to one (`detection.attached_to`), nor a
+        # small skeleton inside one's box (`detection.part_of`: found on their legs or an arm).
         ranked = sorted((r for r in results if r is not None), key=lambda r: -float(r[0].scores.mean()))
         found: list[Detection2D] = []
         followed: list[PoseRegion] = []
         for det, next_region in ranked:
-            if any(_same_person(det, other) or _attached(det, other) for other in found):
+            if any(_same_person(det, other) or _attached(det, other) or part_of(det.box, other.box)
+                   for other in found):
                 continue
             found.append(det)
             followed.append(next_region)
