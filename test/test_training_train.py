@@ -239,13 +239,14 @@ def test_pebrt_variant_trains(data, tmp_path) -> None:
 
 def test_cli_help_explains_every_option(capsys) -> None:
     parser = build_parser()
-    for command in ("train", "shipped", "synth", "evaluate", "animate", "prepare"):
+    for command in ("train", "shipped", "heldout", "synth", "evaluate", "animate", "prepare"):
         with pytest.raises(SystemExit):
             parser.parse_args([command, "--help"])
         text = capsys.readouterr().out
         sub = parser._subparsers._group_actions[0].choices[command]
         for action in sub._actions:
-            assert action.help, f"{command} {action.option_strings} has no help"
+            explained = (action.help or "").split("(default:")[0].strip()  # not just the default value
+            assert explained, f"{command} {action.option_strings} has no help"
         assert "usage" in text
     assert main(["train", "--epochs", "0", "--data-3d", "x", "--data-2d", "y"]) == 2
     assert "epochs must be >= 1" in capsys.readouterr().err

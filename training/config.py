@@ -149,7 +149,12 @@ _HELP = {
     "stride": "use every n-th training frame",
     "test_stride": "use every n-th test frame",
     "flip_augmentation": "mirror a random half of each batch (2D and 3D, left/right swapped)",
-    "variant": "'petr' (joint positions) or 'pebrt' (bone rotations on a Winter skeleton)",
+    "variant": "'petr' (joint positions), 'pebrt' (bone rotations on a Winter skeleton) or 'bones' (sequence "
+    "architecture: skeleton-consistent bone directions and proportions)",
+    "architecture": "'token' (the thesis's one-token lifter of single frames) or 'sequence' (a track's window of "
+    "frames, petr_ros.model.temporal)",
+    "window": "sequence architecture: frames per input window (the last one is lifted; zeros before a sequence's "
+    "start)",
     "num_layers": "transformer encoder layers (1-8)",
     "d_model": "token width (34 = the 17x2 keypoints themselves)",
     "nhead": "attention heads",
