@@ -4,6 +4,7 @@ COCO-layout 2D file, incomplete or millimetre predictions, and a kill between th
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -115,7 +116,7 @@ def test_resume_refuses_changed_settings_and_names_them(data, tmp_path) -> None:
 
 # --- 6. a kill between the two checkpoint writes; orphan temporaries --------------------------------------------
 KILL_AFTER_FIRST_WRITE_OF_EPOCH_2 = """
-import os, signal, sys
+import json, os, signal, sys
 import training.resume as resume
 from training.config import TrainConfig
 from training.train import train
@@ -127,11 +128,11 @@ def save_then_die(path, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     return written
 resume.save_checkpoint = save_then_die
-train(TrainConfig(**eval(sys.argv[1])), progress=False)
+train(TrainConfig(**json.loads(sys.argv[1])), progress=False)
 """
 
 KILL_DURING_A_WRITE = """
-import os, signal, sys
+import json, os, signal, sys
 import torch
 from training.config import TrainConfig
 from training.train import train
@@ -144,12 +145,12 @@ def write_half_then_die(obj, fh, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     return real_save(obj, fh, *args, **kwargs)
 torch.save = write_half_then_die
-train(TrainConfig(**eval(sys.argv[1])), progress=False)
+train(TrainConfig(**json.loads(sys.argv[1])), progress=False)
 """
 
 
 def _killed_child(script: str, cfg: TrainConfig) -> None:
-    run = subprocess.run([sys.executable, "-c", script, repr(cfg.to_dict())], cwd=REPO, env=ENV,
+    run = subprocess.run([sys.executable, "-c", script, json.dumps(cfg.to_dict())], cwd=REPO, env=ENV,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
 
