@@ -304,3 +304,32 @@ def test_failed_activate_says_why_and_stays_inactive(start_node, probe, ros_env,
     assert _call(probe, get_state, GetState.Request()).current_state.label == "active"
     assert node.log().count("model ready") == 1  # the model stayed loaded
     assert node.stop() == 0, node.log()
+
+
+def test_one_oversized_raw_image_does_not_keep_its_memory(start_node, probe, ros_env, lifter_checkpoint) -> None:
+    """A 240 MB raw image (10000x8000 rgb8, over the 64 M pixel limit) is refused; with the shipped profile the node's
+    memory goes back to where it was (the DDS reader used to keep a buffer of the largest sample for good)."""
+    from conftest import SHM_PROFILE
+    from rclpy.duration import Duration
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    env = dict(ros_env, FASTDDS_DEFAULT_PROFILES_FILE=str(SHM_PROFILE))
+    node = start_node({"lifter_checkpoint": lifter_checkpoint, "backend": "mediapipe", "torch_threads": 1,
+                       "input_reliability": "reliable", "diagnostics_period": 0.3}, env=env)
+    diags = probe.collect(DiagnosticArray, "/diagnostics")
+    pub = probe.node.create_publisher(Image, "image", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+    assert probe.spin_until(lambda: pub.get_subscription_count() > 0 and bool(diagnostics_values(diags)), 90), \
+        node.log()
+    probe.spin_for(2.0)
+    before = node.rss_mb()
+    w, h = 10000, 8000
+    msg = Image(width=w, height=h, encoding="rgb8", step=3 * w, data=bytes(3 * w * h))
+    pub.publish(msg)
+    assert pub.wait_for_all_acked(Duration(seconds=60))
+    del msg
+    assert probe.spin_until(lambda: int(diagnostics_values(diags).get("dropped_invalid", "0")) == 1, 30), node.log()
+    assert "exceeds the limit of 67108864 pixels" in node.log()
+    probe.spin_for(2.0)
+    after = node.rss_mb()
+    assert after - before < 100, (before, after)  # (it stayed about 240 MB higher before)
+    assert node.stop() == 0, node.log()

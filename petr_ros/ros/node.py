@@ -87,6 +87,7 @@ FOV_RANGE_DEG = (1.0, 170.0)
 PRINCIPAL_POINT_MARGIN = 0.5
 TOO_FAR = "too_far"  # rejection reason: the placed pelvis is farther than max_depth
 DUPLICATE_CHECK_S = 2.0  # after start-up, when discovery has seen the other nodes
+SHM_PROFILE_NAME = "fastdds_shm.xml"
 SHM_PROFILE_HINT = ("load the shared-memory profile in the camera driver and in this node: export "
                     "FASTDDS_DEFAULT_PROFILES_FILE=<petr_ros share>/config/fastdds_shm.xml (the launch file does it "
                     "for the node), or publish reliably and set input_reliability:=reliable")
@@ -711,6 +712,9 @@ def main(args: list[str] | None = None) -> int:
 
 
 def _run(args: list[str] | None) -> int:
+    if os.path.basename(os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", "")) == SHM_PROFILE_NAME:
+        # Our profile's DYNAMIC reader memory only applies with this (config/fastdds_shm.xml says why).
+        os.environ.setdefault("RMW_FASTRTPS_USE_QOS_FROM_XML", "1")
     try:
         rclpy.init(args=args)
     except RCLError as exc:  # malformed --ros-args (e.g. a -p without a value)
