@@ -30,8 +30,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from petr_ros.camera import DEFAULT_DEPTH_M, DEFAULT_FOCAL_PX, Intrinsics, place_skeleton
-from petr_ros.estimator import DEFAULT_BACKEND, PersonPose, PoseEstimator
+from petr_ros.estimator import DEFAULT_BACKEND, PersonPose, PoseEstimator, choose_backend
 from petr_ros.model.device import DEFAULT_DEVICE, DEFAULT_PRECISION
+from petr_ros.model.runtime import DEFAULT_RUNTIME, RUNTIMES
 from petr_ros.plausibility import PlausibilitySettings, reject_implausible
 from petr_ros.results import PersonResult
 from petr_ros.sequence_lifting import track_lifter_for
@@ -56,6 +57,7 @@ class PipelineSettings:
     hrnet_weights: str | None = None
     device: str = DEFAULT_DEVICE
     precision: str = DEFAULT_PRECISION
+    hrnet_runtime: str = DEFAULT_RUNTIME  # who runs the HRNet backbone (model.runtime.RUNTIMES); MediaPipe ignores it
     # per frame
     plausibility: PlausibilitySettings = field(default_factory=PlausibilitySettings)  # the ghost filter's checks
     max_persons: int = DEFAULT_MAX_PERSONS  # the best-scoring people kept per frame
@@ -69,6 +71,8 @@ class PipelineSettings:
     default_focal_length: float = DEFAULT_FOCAL_PX  # pixels without intrinsics (0: from the field of view)
 
     def __post_init__(self) -> None:
+        if self.hrnet_runtime not in RUNTIMES:
+            raise ValueError(f"hrnet_runtime must be one of {', '.join(RUNTIMES)}, got {self.hrnet_runtime!r}")
         if self.max_persons < 1:
             raise ValueError(f"max_persons must be >= 1, got {self.max_persons!r}")
         if not (math.isfinite(self.default_depth) and self.default_depth > 0):
@@ -139,9 +143,11 @@ def load_estimator(settings: PipelineSettings) -> PoseEstimator:
     ):
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"{label} file not found: '{path}' (expected {expected})")
+    backend, _ = choose_backend(settings.backend, settings.hrnet_weights, None)
+    options = {"runtime": settings.hrnet_runtime} if backend == "hrnet" else None  # an HRNet front-end option
     estimator = PoseEstimator(lifter_checkpoint=settings.lifter_checkpoint, backend=settings.backend,
                               hrnet_weights=settings.hrnet_weights, device=settings.device,
-                              precision=settings.precision)
+                              precision=settings.precision, frontend_options=options)
     estimator.warmup()
     return estimator
 

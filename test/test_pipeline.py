@@ -246,3 +246,24 @@ def test_boxes_and_bad_input(pipeline, frames) -> None:
         pipeline.process(rgb[:, :, :2], 3.0)
     with pytest.raises(TypeError, match="TrackLifter"):
         FramePipeline(estimator=pipeline.estimator, lifter=object())
+
+
+def test_hrnet_runtime_reaches_the_hrnet_front_end_only(tmp_path: Path) -> None:
+    import torch
+
+    from petr_ros.model.hrnet import HRNetW32
+
+    torch.manual_seed(0)
+    weights = tmp_path / "random_hrnet_w32.pth"
+    torch.save(HRNetW32().state_dict(), weights)
+    pipeline = FramePipeline(PipelineSettings(backend="hrnet", hrnet_weights=str(weights), device="cpu",
+                                              hrnet_runtime="onnxruntime"))
+    assert pipeline.estimator.backend_name == "hrnet"
+    assert "onnxruntime" in pipeline.estimator.frontend.runtime.reason  # used, or the reason it fell back
+    rgb = messi_rgb()
+    for person in pipeline.process(rgb, 1.0):  # random weights: any number of people, but valid ones
+        check_contract(person, rgb.shape[1], rgb.shape[0])
+    with pytest.raises(ValueError, match="hrnet_runtime"):
+        PipelineSettings(hrnet_runtime="tensorrt")
+    with pytest.raises(FileNotFoundError, match="hrnet_weights file not found"):
+        FramePipeline(PipelineSettings(backend="hrnet", hrnet_weights=str(tmp_path / "missing.pth")))
