@@ -31,7 +31,7 @@ LOG = logging.getLogger(__name__)
 
 RUNTIMES = ("torch", "onnxruntime", "openvino", "auto")
 DEFAULT_RUNTIME = "torch"
-# 'auto' order: fastest first, by benchmarks/benchmark_runtime.py on the development machine (docs/model.md).
+# 'auto' order: fastest first, by `benchmark_model.py --only runtimes` on the development machine (docs/model.md).
 AUTO_ORDER = ("openvino", "onnxruntime")
 ONNX_OPSET = 17
 # Largest |runtime - torch| accepted at build time, relative to the largest |torch output| on the check input:
@@ -147,7 +147,8 @@ def build_runtime(
     `example` is one input of the size the network will see (its batch may differ later). `device` and
     `precision` (an autocast dtype or None for fp32) are those the caller would run PyTorch with: the CPU
     runtimes serve only the CPU in fp32. `threads` defaults to torch.get_num_threads(). An unknown runtime name
-    is a ValueError; everything else that stands in the way falls back to PyTorch with the reason."""
+    is a ValueError; everything else that stands in the way falls back to PyTorch with the reason. The runtime
+    runs a snapshot of the weights taken now: load new weights into `model` afterwards and build it again."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; use one of {RUNTIMES}")
     if runtime == "torch":
@@ -175,12 +176,14 @@ def build_runtime(
             reason = f"runtime: PyTorch ({runtime}: {err})"
             LOG.warning("%s", reason)
             return _torch_runtime(model, reason)
+        # checked on seeded noise of the example's shape (a blank crop gives a constant map that hides errors)
+        check = torch.randn(example.shape, generator=torch.Generator().manual_seed(0), dtype=example.dtype)
         with torch.inference_mode():
-            reference = model(example).float()
+            reference = model(check).float()
         for name in candidates:
             try:
                 run = (_openvino_runner if name == "openvino" else _onnxruntime_runner)(onnx_path, threads)
-                diff = float((run(example) - reference).abs().max())
+                diff = float((run(check) - reference).abs().max())
             except Exception as err:  # a runtime's own errors (unsupported op, bad install): fall back, say why
                 failures.append(f"{name} failed: {type(err).__name__}: {err}")
                 continue
