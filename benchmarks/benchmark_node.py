@@ -7,6 +7,8 @@
 2. Node: petr_node in its own process (same backend, lifter, threads), fed over DDS faster than the pipeline can
    go (2x its rate) with the same frames; SkeletonArray messages out per second in the steady state -> frames/s.
    Ratio node / pipeline (goal >= 0.95: the ROS plumbing costs < 5 %).
+   The node's own work per frame (after inference: the pipeline's other stages, message building, publishing)
+   and its pipeline stages (FramePipeline.last_report, via /diagnostics stage_<name>_mean_ms) are printed too.
 3. Latency: frames at half the model rate (the node is idle when each arrives), time from publish (the header
    stamp, wall clock) to the MarkerArray arriving back here: p50 / p95, once with the default Fast DDS transports
    and once with the shipped config/fastdds_shm.xml (loaded by both processes).
@@ -176,7 +178,9 @@ def child(args: argparse.Namespace) -> None:
                           "latency_n": int(lat.size), "node_inference_ms": float(busy.get("inference_mean_ms", "nan")),
                           "node_input_hz": float(busy.get("input_rate_hz", "nan")),
                           "node_postprocess_ms": float(busy.get("postprocess_mean_ms", "nan")),
-                          "node_processed_hz": float(busy.get("processed_rate_hz", "nan"))}))
+                          "node_processed_hz": float(busy.get("processed_rate_hz", "nan")),
+                          "node_stages_ms": {k[len("stage_"):-len("_mean_ms")]: float(v) for k, v in busy.items()
+                                             if k.startswith("stage_") and k.endswith("_mean_ms")}}))
     finally:
         node.send_signal(2)
         try:
@@ -248,6 +252,8 @@ def main() -> None:
               f"{r['node_fps'] / model_fps:.3f} (goal >= 0.95); in the node: input {r['node_input_hz']:.1f} Hz, "
               f"inference {r['node_inference_ms']:.1f} ms/frame, node's own work {r['node_postprocess_ms']:.2f} "
               f"ms/frame, worker in inference {r['node_fps'] * r['node_inference_ms'] / 10:.0f} % of the time")
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in r.get("node_stages_ms", {}).items())
+        print(f"    pipeline stages in the node (mean ms/frame): {stages or 'n/a'}")
     for profile, r in results.items():
         label = "default Fast DDS" if profile == "default" else "SHM profile (16 MB)"
         print(f"image in -> markers out ({label}): p50 {r['latency_p50_ms']:.1f} ms, p95 {r['latency_p95_ms']:.1f} ms "
