@@ -22,10 +22,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# Must precede the torch import (libgomp reads it once). With other processes on the cores, the default ACTIVE
-# policy spins threads at every barrier and a 2-thread HRNet forward measured 5x slower here (2.4 s vs 0.5 s);
-# export OMP_WAIT_POLICY=ACTIVE to measure the default.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Must precede the torch import (libgomp reads it once): PASSIVE, as scripts/env.sh sets it, unless the caller
+# exported a policy or PETR_OMP_DEFAULT_WAIT=1 (libgomp's default; docs/model.md "Threads" has both measured).
+if os.environ.get("PETR_OMP_DEFAULT_WAIT") == "1":
+    os.environ.pop("OMP_WAIT_POLICY", None)
+else:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402

@@ -8,8 +8,15 @@ export ROS_LOG_DIR="${ROS_LOG_DIR:-$_petr_root/.ros/log}"
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( ( $(id -u) % 50 ) + 42 ))}"
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export PETR_ASSETS="${PETR_ASSETS:-$_petr_root/assets}"
-# OpenMP threads that spin while waiting steal the cores the node's other threads (executor, DDS) and processes
-# need: measured here, a 2-thread HRNet forward took 2.4 s instead of 0.5 s with spinning waits under load.
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+# OpenMP threads that spin while waiting steal the cores the camera driver and the node's other threads need:
+# with other processes on the cores, a 2-thread HRNet frame took 7-66x longer with spinning waits than with
+# PASSIVE (benchmarks/benchmark_threads.py, docs/model.md "Threads"; MediaPipe does not care). An exported
+# OMP_WAIT_POLICY is kept; PETR_OMP_DEFAULT_WAIT=1 leaves libgomp's default (spin, then sleep), which is about
+# twice as fast for HRNet on cores nothing else uses.
+if [ "${PETR_OMP_DEFAULT_WAIT:-0}" = 1 ]; then
+  unset OMP_WAIT_POLICY
+else
+  export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+fi
 mkdir -p "$ROS_LOG_DIR"
 unset _petr_root
