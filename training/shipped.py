@@ -83,7 +83,7 @@ class ShippedRecipe:
     window: int = 27  # frames per input window
     frame_rates: tuple[float, float] = (15.0, 60.0)  # training windows resampled to this range (Hz)
     short_fraction: float = 0.2  # of the windows: cut to a random length 1..window (young tracks)
-    window_bias: tuple[float, float] = (0.0, 0.0)  # std range of per-joint 2D offsets constant over a window
+    window_bias: tuple[float, float] = (0.0, 0.03)  # std range of per-joint 2D offsets constant over a window
     samples_per_epoch: int = 32768
     synthetic_fraction: float = 0.2
     perturbed_fraction: float = 0.5  # of the real samples: from the smoothly limb-varied copies
