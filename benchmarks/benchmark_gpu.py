@@ -108,7 +108,7 @@ def hrnet_rows(batches: list[int], deadline: float) -> None:
                 ("fp32", lambda x=x: nchw(x)),
                 ("fp32 channels_last", lambda x=x_cl: channels_last(x)),
                 ("fp16 autocast channels_last (estimator)",
-                 lambda x=x_cl: _autocast(channels_last, x)),  # fmt: skip
+                 lambda x=x_cl: _autocast(channels_last, x)),
                 ("fp16 weights channels_last", lambda x=x_half: half(x)),
             ]
             for name, fn in variants:
@@ -120,7 +120,7 @@ def hrnet_rows(batches: list[int], deadline: float) -> None:
                 ref = half(x_half).float()
                 err = float((replay().float() - ref).abs().max())
                 row(f"HRNet-W32 b{batch} fp16 CUDA graph", f"{batch * 1000.0 / ms:,.0f} frames/s",
-                    f"({ms:.2f} ms/batch, max |diff| to eager {err:.1e})")  # fmt: skip
+                    f"({ms:.2f} ms/batch, max |diff| to eager {err:.1e})")
             except Exception as err:  # report and go on: one failing variant must not hide the others
                 row(f"HRNet-W32 b{batch} fp16 CUDA graph", "failed", f"{type(err).__name__}: {err}"[:150])
     _compile_rows(half, batches, deadline)
@@ -154,7 +154,7 @@ def _compile_rows(half: torch.nn.Module, batches: list[int], deadline: float) ->
                 ms = cuda_ms(lambda x=x: compiled(x))
                 err = float((compiled(x).float() - half(x).float()).abs().max())
             row(f"HRNet-W32 b{batch} fp16 torch.compile", f"{batch * 1000.0 / ms:,.0f} frames/s",
-                f"({ms:.2f} ms/batch, compile {compile_s:.0f} s, max |diff| to eager {err:.1e})")  # fmt: skip
+                f"({ms:.2f} ms/batch, compile {compile_s:.0f} s, max |diff| to eager {err:.1e})")
         except Exception as err:
             row(f"HRNet-W32 b{batch} fp16 torch.compile", "failed", f"{type(err).__name__}: {err}"[:150])
 
@@ -172,7 +172,7 @@ def lifter_rows() -> None:
 
             ms = cuda_ms(lift)
             row(f"lifter + joint rotations, {people} people", f"{ms * 1000.0 / people:.0f} us/person",
-                f"({ms:.2f} ms/call)")  # fmt: skip
+                f"({ms:.2f} ms/call)")
 
 
 def main() -> None:
@@ -191,7 +191,7 @@ def main() -> None:
     else:
         props = torch.cuda.get_device_properties(0)
         row("device", props.name, f"({props.total_memory / 2**30:.0f} GiB, torch {torch.__version__}, "
-            f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()})")  # fmt: skip
+            f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()})")
         try:
             hrnet_rows(args.batches, deadline)
         except Exception as err:

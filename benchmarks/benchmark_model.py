@@ -92,7 +92,7 @@ def _cbr(sd: dict, x: torch.Tensor, conv: str, bn: str, stride: int = 1, relu: b
     w = sd[f"{conv}.weight"]
     x = F.conv2d(x, w, None, stride, w.shape[-1] // 2)
     x = F.batch_norm(x, sd[f"{bn}.running_mean"], sd[f"{bn}.running_var"], sd[f"{bn}.weight"], sd[f"{bn}.bias"],
-                     False, 0.0, 1e-5)  # fmt: skip
+                     False, 0.0, 1e-5)
     return F.relu(x) if relu else x
 
 
@@ -133,7 +133,7 @@ def functional_hrnet(sd: dict, x: torch.Tensor) -> torch.Tensor:
                         z = xs[j]
                     elif j > i:
                         z = F.interpolate(_cbr(sd, xs[j], f"{f}.0", f"{f}.1", relu=False), scale_factor=2 ** (j - i),
-                                          mode="nearest")  # fmt: skip
+                                          mode="nearest")
                     else:
                         z = xs[j]
                         for k in range(i - j):
@@ -152,13 +152,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--only", nargs="+", default=["stages", "3d", "runtimes", "functional"],
-                    choices=["stages", "3d", "runtimes", "functional"], help="sections to run")  # fmt: skip
+                    choices=["stages", "3d", "runtimes", "functional"], help="sections to run")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
-          f"load average {os.getloadavg()[0]:.2f} (other work on the machine inflates CPU timings)")  # fmt: skip
+          f"load average {os.getloadavg()[0]:.2f} (other work on the machine inflates CPU timings)")
 
     torch.manual_seed(0)
     hrnet = HRNetW32().eval()
@@ -166,7 +166,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     ckpt = save_checkpoint(tmp / "lifter.pt", build_lifter(cfg).state_dict(), cfg)
     est = PoseEstimator(ckpt, backend="hrnet", hrnet_model=hrnet, device=str(device), precision="auto",
-                        frontend_options={"tracking": False})  # fmt: skip
+                        frontend_options={"tracking": False})
     fe = est.frontend
     lifter = est.lifter
 
@@ -177,9 +177,9 @@ def main() -> None:
     kp_norm[:, 1:] = torch.randn(1, 16, 2, device=device)
     lf_flops = flops_of(lifter, kp_norm)
     print(f"HRNet-W32 256x192: {count_parameters(hrnet) / 1e6:.2f} M parameters, {hr_flops / 2e9:.2f} GMACs "
-          f"({hr_flops / 1e9:.2f} GFLOPs) per person")  # fmt: skip
+          f"({hr_flops / 1e9:.2f} GFLOPs) per person")
     print(f"PETR lifter (2 layers, d_model 34, ff 2048): {count_parameters(lifter):,} parameters, "
-          f"{lf_flops / 1e6:.2f} MFLOPs per person")  # fmt: skip
+          f"{lf_flops / 1e6:.2f} MFLOPs per person")
     pebrt = build_lifter(LifterConfig(variant="pebrt")).to(device).eval()
     pebrt_flops = flops_of(pebrt, kp_norm)
     print(f"PEBRT lifter: {count_parameters(pebrt):,} parameters, {pebrt_flops / 1e6:.2f} MFLOPs "
@@ -207,7 +207,7 @@ def stages(est: PoseEstimator, device: torch.device, args: argparse.Namespace) -
     rng = np.random.default_rng(0)
     print(f"\nper-stage median ms over {args.repeats} runs on messi5.jpg ({w}x{h}); ms/frame and ms/person")
     print(f"{'batch':>5} {'stage':<16} {'ms/frame':>9} {'ms/person':>10} {'frames/s':>9} {'best ms':>9} "
-          f"{'best f/s':>9}")  # fmt: skip
+          f"{'best f/s':>9}")
     for batch in args.batches:
         centres = rng.uniform([100, 100], [w - 100, h - 100], size=(batch, 2))
         boxes = np.concatenate([centres - [40, 90], centres + [40, 90]], axis=1).astype(np.float32)
@@ -237,10 +237,10 @@ def stages(est: PoseEstimator, device: torch.device, args: argparse.Namespace) -
         best["end to end"] = BEST["ms"]
         rows = [("pre-processing", t_pre), ("backbone", t_bb), ("decoding", t_dec),
                 ("lifter(+rot)", t_lift), ("  of which rot.", t_rot), ("post-processing", t_post),
-                ("end to end", t_total)]  # fmt: skip
+                ("end to end", t_total)]
         for name, ms in rows:
             print(f"{batch:>5} {name:<16} {ms:9.2f} {ms / batch:10.2f} {1000.0 / ms:9.2f} {best[name]:9.2f} "
-                  f"{1000.0 / best[name]:9.2f}")  # fmt: skip
+                  f"{1000.0 / best[name]:9.2f}")
         if device.type == "cuda":
             print(f"{batch:>5} peak CUDA memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")
     print(f"peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
@@ -264,7 +264,7 @@ def functional_comparison(hrnet: torch.nn.Module, device: torch.device, args: ar
             a, b = min(t_ours), min(t_ref)
             print(f"backbone batch {batch} (best of {len(t_ours)}): HRNetW32 {a:.1f} ms, plain functional reference "
                   f"{b:.1f} ms ({100.0 * (a - b) / b:+.1f}%), max |difference| {err:.2e}; medians "
-                  f"{statistics.median(t_ours):.1f} / {statistics.median(t_ref):.1f} ms")  # fmt: skip
+                  f"{statistics.median(t_ours):.1f} / {statistics.median(t_ref):.1f} ms")
         t_sq, _ = timed(lambda: hrnet(torch.zeros(1, 3, 256, 256, device=device)), device, args.repeats)
         print(f"thesis crop 256x256 (64x64 heatmaps), batch 1: {t_sq:.1f} ms")
 
@@ -278,7 +278,7 @@ def three_d_half(est: PoseEstimator, repeats: int) -> None:
     rng = np.random.default_rng(1)
     rest = kinematics.winter_rest_pose()
     print(f"\n3D half (estimator.lift) per frame, median of {max(repeats, 50)} runs (best in brackets), "
-          f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+          f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}")
     print(f"{'people':>6} {'ms/frame':>9} {'ms/person':>10} {'of which joint rotations':>25}")
     for people in (1, 2, 4, 8):
         detections = []
@@ -309,7 +309,7 @@ def cpu_runtimes(hrnet: torch.nn.Module, batches: list[int], repeats: int) -> No
         if built.name == name:
             runtimes[name] = built
     print(f"\nHRNet-W32 backbone by runtime, {torch.get_num_threads()} threads, interleaved, "
-          f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+          f"load average {os.getloadavg()[0]:.2f}")
     for batch in batches:
         x = torch.randn(batch, 3, 256, 192, generator=torch.Generator().manual_seed(batch))
         with torch.inference_mode():
@@ -325,7 +325,7 @@ def cpu_runtimes(hrnet: torch.nn.Module, batches: list[int], repeats: int) -> No
         for name in runtimes:
             med, best = statistics.median(times[name]), min(times[name])
             print(f"  batch {batch:>2} {name:<12} median {med:8.1f} ms (best {best:8.1f}), {base / med:4.2f}x PyTorch "
-                  f"eager; max |heatmap difference| to PyTorch {diffs[name]:.2e}")  # fmt: skip
+                  f"eager; max |heatmap difference| to PyTorch {diffs[name]:.2e}")
 
 
 if __name__ == "__main__":

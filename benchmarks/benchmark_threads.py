@@ -1,6 +1,6 @@
 """OpenMP wait policy and thread count per 2D front end, under the load the node meets (prints figures; not a test).
 
-    python benchmarks/benchmark_threads.py [--backends hrnet mediapipe] [--policies unset PASSIVE ACTIVE]
+    python benchmarks/benchmark_threads.py [--backends hrnet mediapipe] [--policies unset PASSIVE ACTIVE spin:N]
         [--threads 1 2] [--rounds 3] [--frames 8] [--load camera|none]
 
 libgomp reads OMP_WAIT_POLICY once, when torch loads it, so every configuration runs in a fresh process. The
@@ -61,7 +61,7 @@ def worker(backend: str, threads: int, frames: int) -> None:
     images = _frames(frames + 1)
     if backend == "hrnet":
         est = PoseEstimator(backend="hrnet", allow_random_hrnet=True, device="cpu",
-                            frontend_options={"tracking": False})  # fmt: skip
+                            frontend_options={"tracking": False})
         box = np.array([[WIDTH * 0.40, HEIGHT * 0.15, WIDTH * 0.60, HEIGHT * 0.95]], dtype=np.float32)
     else:
         est = PoseEstimator(backend="mediapipe", device="cpu")
@@ -96,9 +96,11 @@ def camera_load() -> None:
 
 def run_configuration(backend: str, policy: str, threads: int, frames: int) -> list[float]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("OMP_WAIT_POLICY", None)
-    env.pop("OMP_NUM_THREADS", None)
-    if policy != "unset":
+    for name in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT"):
+        env.pop(name, None)
+    if policy.startswith("spin:"):  # libgomp's own knob: spin this many iterations, then sleep
+        env["GOMP_SPINCOUNT"] = policy[len("spin:"):]
+    elif policy != "unset":
         env["OMP_WAIT_POLICY"] = policy
     cmd = [sys.executable, __file__, "--worker", backend, "--threads", str(threads), "--frames", str(frames)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
@@ -112,11 +114,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backends", nargs="+", default=["hrnet", "mediapipe"], choices=["hrnet", "mediapipe"])
     ap.add_argument("--policies", nargs="+", default=["unset", "PASSIVE", "ACTIVE"],
-                    choices=["unset", "PASSIVE", "ACTIVE"])  # fmt: skip
+                    help="unset | PASSIVE | ACTIVE | spin:N (policy unset, GOMP_SPINCOUNT=N)")
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--frames", type=int, default=8, help="timed frames per configuration and round")
     ap.add_argument("--load", choices=["camera", "none"], default="camera")
+    ap.add_argument("--config", nargs="+", help="exact backend:policy:threads combinations, e.g. hrnet:PASSIVE:2")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--camera-load", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -127,7 +130,13 @@ def main() -> None:
         worker(args.worker, args.threads[0], args.frames)
         return
 
+    for policy in args.policies:
+        if policy not in ("unset", "PASSIVE", "ACTIVE") and not (policy.startswith("spin:") and policy[5:].isdigit()):
+            ap.error(f"unknown policy {policy!r}")
+    # --config backend:policy:threads picks exact combinations instead of the full product
     configs = [(b, p, t) for b in args.backends for p in args.policies for t in args.threads]
+    if args.config:
+        configs = [(c.split(":")[0], ":".join(c.split(":")[1:-1]), int(c.split(":")[-1])) for c in args.config]
     loader = None
     if args.load == "camera":
         loader = subprocess.Popen([sys.executable, __file__, "--camera-load"], stdout=subprocess.DEVNULL)
@@ -149,19 +158,19 @@ def main() -> None:
 
 def print_table(args: argparse.Namespace, configs: list[tuple[str, str, int]],
                 results: dict[tuple[str, str, int], list[float]], loads: list[float], rounds: int,
-                seconds: float) -> None:  # fmt: skip
+                seconds: float) -> None:
     print(f"\nafter {rounds} of {args.rounds} interleaved rounds ({seconds:.0f} s) x {args.frames} frames, "
           f"{WIDTH}x{HEIGHT}; {os.cpu_count()} CPUs, load {args.load}; load average during the run "
-          f"{min(loads):.2f}-{max(loads):.2f} (mean {statistics.mean(loads):.2f})")  # fmt: skip
+          f"{min(loads):.2f}-{max(loads):.2f} (mean {statistics.mean(loads):.2f})")
     print(f"{'backend':<10} {'OMP_WAIT_POLICY':<16} {'threads':>7} {'median ms':>10} {'p90 ms':>8} {'frames/s':>9} "
-          f"{'vs best':>8}")  # fmt: skip
-    for backend in args.backends:
+          f"{'vs best':>8}")
+    for backend in dict.fromkeys(c[0] for c in configs):
         rows = [(c, statistics.median(results[c])) for c in configs if c[0] == backend]
         best = min(ms for _, ms in rows)
         for (_, policy, threads), ms in rows:
             p90 = statistics.quantiles(results[(backend, policy, threads)], n=10)[-1]
             print(f"{backend:<10} {policy:<16} {threads:>7} {ms:10.1f} {p90:8.1f} {1000.0 / ms:9.2f} "
-                  f"{ms / best:7.2f}x")  # fmt: skip
+                  f"{ms / best:7.2f}x")
     sys.stdout.flush()
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def _estimator(device: str, precision: str):
     model = HRNetW32().eval()
     model.load_state_dict(_random_hrnet().state_dict())
     return PoseEstimator(backend="hrnet", hrnet_model=model, device=device, precision=precision,
-                         frontend_options={"tracking": False})  # fmt: skip
+                         frontend_options={"tracking": False})
 
 
 def _pixel_distances(people_a: list, people_b: list) -> np.ndarray:
@@ -65,7 +65,7 @@ def test_estimator_fp16_keypoints_agree_with_fp32() -> None:
     assert len(a) == len(b) == len(BOXES)
     px = _pixel_distances(a, b)
     print(f"fp16 vs fp32: max |heatmap difference| {heat_diff:.2e} (maps up to {scale:.3f}); keypoints median "
-          f"{np.median(px):.3f} px, 90th percentile {np.percentile(px, 90):.3f} px, max {px.max():.3f} px")  # fmt: skip
+          f"{np.median(px):.3f} px, 90th percentile {np.percentile(px, 90):.3f} px, max {px.max():.3f} px")
     assert heat_diff < 2e-2 * scale
     # Random weights give flat maps whose peaks fp16 rounding can move; most keypoints must still agree closely.
     assert np.median(px) < 0.5 and np.percentile(px, 90) < 2.0
@@ -79,7 +79,7 @@ def test_estimator_fp16_keypoints_agree_with_fp32() -> None:
 def test_node_end_to_end_on_cuda_over_dds(tmp_path: Path) -> None:
     for module in ("rclpy", "petr_ros_msgs"):
         pytest.importorskip(module, reason=f"{module} is not importable here (ROS 2 wheels and the built messages: "
-                            "scripts/setup_env.sh, or carried wheels on a GPU machine)")  # fmt: skip
+                            "scripts/setup_env.sh, or carried wheels on a GPU machine)")
     import conftest
     from conftest import SHM_PROFILE, Probe, diagnostics_values, image_msg
     from diagnostic_msgs.msg import DiagnosticArray
@@ -92,10 +92,10 @@ def test_node_end_to_end_on_cuda_over_dds(tmp_path: Path) -> None:
     torch.save(_random_hrnet().state_dict(), weights)
     env = dict(os.environ, ROS_DOMAIN_ID=str(conftest._next_domain()), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_LOG_DIR=str(tmp_path / "ros_log"), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
-               FASTDDS_DEFAULT_PROFILES_FILE=str(SHM_PROFILE))  # fmt: skip
+               FASTDDS_DEFAULT_PROFILES_FILE=str(SHM_PROFILE))
     (tmp_path / "ros_log").mkdir()
     params = {"backend": "hrnet", "hrnet_weights": str(weights), "device": "cuda", "torch_threads": 1,
-              "min_person_score": 0.0, "diagnostics_period": 0.5}  # fmt: skip
+              "min_person_score": 0.0, "diagnostics_period": 0.5}
     node = NodeProcess(env, tmp_path / "node.log", params, conftest.PARAMS_FILE, cwd=conftest.REPO)
     probe = Probe(int(env["ROS_DOMAIN_ID"]))
     try:
@@ -135,7 +135,7 @@ def test_training_step_with_amp(tmp_path: Path) -> None:
     data = generate_dataset(tmp_path / "h36m", subjects=("S1", "S9"), frames=40, seed=1)
     cfg = TrainConfig(data_3d=str(data["data_3d"]), data_2d=str(data["data_2d"]), train_subjects=["S1"],
                       test_subjects=["S9"], dim_feedforward=128, batch_size=64, epochs=2, device="cuda", amp=True,
-                      output=str(tmp_path / "run"))  # fmt: skip
+                      output=str(tmp_path / "run"))
     result = train(cfg, progress=False)
     print(f"AMP training on {torch.cuda.get_device_name()}: {len(result.batch_losses)} batches, loss "
           f"{result.batch_losses[0]:.4f} -> {result.batch_losses[-1]:.4f}")

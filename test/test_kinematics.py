@@ -27,7 +27,7 @@ def rotations() -> Rotation:
     axes = rng.normal(size=(60, 3))
     axes /= np.linalg.norm(axes, axis=1, keepdims=True)
     angles = np.concatenate([np.zeros(1), 10.0 ** rng.uniform(-12, -3, 19), np.pi - 10.0 ** rng.uniform(-12, -3, 20),
-                             np.full(20, np.pi)])  # fmt: skip
+                             np.full(20, np.pi)])
     axes[-3:] = np.eye(3)  # exact half-turns about the coordinate axes (Shepperd's worst case for the trace branch)
     special = Rotation.from_rotvec(axes * angles[:, None])
     return Rotation.concatenate([special, Rotation.random(N_RANDOM, random_state=2)])
@@ -175,7 +175,7 @@ def test_rot6d_gram_schmidt_gives_so3_and_round_trips(rotations: Rotation) -> No
 def test_rot6d_degenerate_input_is_an_error_naming_the_count() -> None:
     good = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     batch = np.array([good, [0.0, 0.0, 0.0, 0.0, 1.0, 0.0], [1.0, 2.0, 3.0, 2.0, 4.0, 6.0 + 1e-9], good,
-                      [1e-9, 0.0, 0.0, 0.0, 1e3, 0.0], [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]])  # fmt: skip
+                      [1e-9, 0.0, 0.0, 0.0, 1e3, 0.0], [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]])
     with pytest.raises(ValueError, match=r"\(6, 6\).* 4 degenerate"):
         K.rot6d_to_matrix(batch)
     with pytest.raises(ValueError, match=r"\(6, 6\).* 4 degenerate"):
@@ -224,7 +224,7 @@ def test_round_trip_positions_rotations_fk_on_winter_people() -> None:
     for j in range(1, 17):
         glob.append(glob[S.PARENTS[j]] @ local[:, j])
     np.testing.assert_allclose(K.forward_kinematics(np.stack(glob, 1), K.winter_bone_lengths(heights), root), joints,
-                               atol=1e-12)  # fmt: skip
+                               atol=1e-12)
 
     lengths = K.bone_lengths(joints)
     G = K.joint_rotations(joints)
@@ -252,7 +252,7 @@ def test_root_rotation_is_the_body_frame() -> None:
     # Every global rotation turns with the body; local rotations do not change at all.
     np.testing.assert_allclose(G, np.broadcast_to(turn, G.shape), atol=1e-12)
     np.testing.assert_allclose(K.joint_rotations(turned, "local")[1:], np.broadcast_to(np.eye(3), (16, 3, 3)),
-                               atol=1e-12)  # fmt: skip
+                               atol=1e-12)
 
 
 def test_local_rotations_do_not_depend_on_where_the_person_stands_or_faces() -> None:
@@ -387,12 +387,12 @@ def test_people_from_positions_are_in_limits_and_a_backward_knee_is_not() -> Non
         "left_shoulder->left_elbow": (-0.3, 0.0, -1.4), "right_shoulder->right_elbow": (0.3, 0.0, -1.4),
         "left_elbow->left_wrist": (0.0, 0.0, 1.2), "right_elbow->right_wrist": (0.0, 0.0, 0.9),
         "spine->thorax": (0.0, 0.0, 0.3),
-    })  # fmt: skip
+    })
     walking = _pose_from_joint_angles({
         "left_hip->left_knee": (0.05, 0.0, 0.45), "right_hip->right_knee": (-0.05, 0.0, -0.3),
         "right_knee->right_ankle": (0.0, 0.0, 0.6), "left_shoulder->left_elbow": (0.3, 0.0, -1.4),
         "right_shoulder->right_elbow": (-0.4, 0.0, -1.45), "left_elbow->left_wrist": (0.0, 0.0, 0.3),
-    })  # fmt: skip
+    })
     poses = np.stack([sitting, walking])
     turned = poses @ Rotation.from_euler("y", 2.5).as_matrix().T  # facing away from the camera changes nothing
     for p in (poses, turned):
@@ -414,7 +414,7 @@ def test_people_from_positions_are_in_limits_and_a_backward_knee_is_not() -> Non
         np.testing.assert_allclose(K.joint_angles(local)[bone], [0.0, 0.0, -0.6], atol=1e-12)
         # Clamping straightens the knee: the calf lines up with the thigh again.
         straight = K.forward_kinematics(np.concatenate([K.joint_rotations(p, "local")[:1], clamped]),
-                                        K.bone_lengths(p), root=p[0], frame="local")  # fmt: skip
+                                        K.bone_lengths(p), root=p[0], frame="local")
         thigh = straight[knee] - straight[S.PARENTS[knee]]
         shin = straight[ankle] - straight[knee]
         np.testing.assert_allclose(np.cross(thigh, shin), 0, atol=1e-12)
