@@ -5,17 +5,18 @@ frames of 2D and lifts the last one, so the node can use a track's history; a ne
 
 Data (all shipped with registry packages, nothing downloaded at run time):
 
-- Training motion: real motion-capture sequences (`training_sequences`: the CMU take 01_01, plus whatever
-  real sequences `extra_sequences` provides), each mirrored left/right (a second, equally real motion); smoothly
-  limb-varied copies (virtual.perturb_limbs with joint-angle changes that drift slowly over time, so a copy is
-  still a motion); the Winter-model synthetic generator as augmentation.
-- Held out: whole sequences (default the CMU take 01_03, a different activity) - never seen in training.
+- Training motion: the real motion-capture sequences of `training.motion`'s train split (CMU, holosoma climbing,
+  DeepMimic, isaaclab AMP; every source an equal share), each mirrored left/right (a second, equally real
+  motion); smoothly limb-varied copies (virtual.perturb_limbs with joint-angle changes that drift slowly over
+  time, so a copy is still a motion); the Winter-model synthetic generator as augmentation.
+- Held out: the whole sequences of `training.motion`'s held-out split (CMU 01_03, holosoma climb_seq_4, DeepMimic
+  kick/roll/walk, isaaclab walk) - never seen in training.
 - Every training sample is a window of `window` frames of one sequence at a random frame rate (15-60 Hz, by
   taking every n-th frame), seen by one random virtual camera that stays put for the window (all azimuths,
   elevation -15..40 deg, 2.5-9 m, focal 450-2200 px, roll, off-centre); a fraction of the windows are cut short
   (a young track) and the frames before a sequence starts are missing, both given as all-zero frames. 2D noise
-  like a real detector's (scaled Gaussian per joint + outliers) is added to the COCO-17 points, which are then
-  converted by ``skeleton.coco_to_h36m`` - the node's own conversion - so the input is what the node feeds.
+  like a real detector's (scaled Gaussian per joint + outliers, and a per-joint offset constant over the window)
+  is added to the COCO-17 points, which are then converted by ``skeleton.coco_to_h36m`` - the node's own conversion - so the input is what the node feeds.
 - Target: the window's last frame, H3.6M-17 joints in camera axes (x right, y down, z forward), root-relative, m.
 """
 
