@@ -16,7 +16,8 @@ Data (all shipped with registry packages, nothing downloaded at run time):
   elevation -15..40 deg, 2.5-9 m, focal 450-2200 px, roll, off-centre); a fraction of the windows are cut short
   (a young track) and the frames before a sequence starts are missing, both given as all-zero frames. 2D noise
   like a real detector's (scaled Gaussian per joint + outliers, and a per-joint offset constant over the window)
-  is added to the COCO-17 points, which are then converted by ``skeleton.coco_to_h36m`` - the node's own conversion - so the input is what the node feeds.
+  is added to the COCO-17 points, which are then converted by ``skeleton.coco_to_h36m`` - the node's own
+  conversion - so the input is what the node feeds.
 - Target: the window's last frame, H3.6M-17 joints in camera axes (x right, y down, z forward), root-relative, m.
 """
 
