@@ -89,3 +89,19 @@ def test_shipped_recipe_is_deterministic(tmp_path) -> None:
         assert "deepmimic/kick" in report and "mpjpe" in report
         weights.append(load_checkpoint(tmp_path / run / "lifter.pt").state_dict)
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_window_bias_is_one_offset_per_joint_for_the_whole_window() -> None:
+    seq = real_motion("deepmimic/jump")
+    last = np.array([40, 80])
+    args = (seq, last, np.array([1, 2]), np.array([27, 27]), 27)
+    plain = view_windows(*args, np.random.default_rng(5), None)
+    biased = view_windows(*args, np.random.default_rng(5), None, bias=(0.02, 0.02))  # same cameras
+    shift = biased.keypoints2d - plain.keypoints2d
+    seen = ~(plain.keypoints2d == 0).all(axis=(-1, -2))
+    for w in range(2):
+        frames = shift[w][seen[w]]
+        np.testing.assert_allclose(frames, np.broadcast_to(frames[-1], frames.shape), atol=1e-3)
+        size = np.ptp(plain.keypoints2d[w, -1, :, 1])
+        assert 0.005 * size < np.abs(frames[-1]).mean() < 0.05 * size
+    np.testing.assert_allclose(biased.joints3d, plain.joints3d)  # the 3D targets are untouched
