@@ -32,7 +32,7 @@ LOG = logging.getLogger(__name__)
 RUNTIMES = ("torch", "onnxruntime", "openvino", "auto")
 DEFAULT_RUNTIME = "torch"
 # 'auto' order: fastest first, by `benchmark_model.py --only runtimes` on the development machine (docs/model.md).
-AUTO_ORDER = ("openvino", "onnxruntime")
+AUTO_ORDER = ("onnxruntime", "openvino")
 ONNX_OPSET = 17
 # Largest |runtime - torch| accepted at build time, relative to the largest |torch output| on the check input:
 # fp32 kernels that sum in another order differ by ~1e-6 relative; a wrong graph differs by O(1).
