@@ -60,14 +60,16 @@ class BoneLengthSettings:
     """How a track's bone lengths are estimated."""
 
     history: int = 150  # frames whose measured lengths the median runs over (5 s at 30 Hz)
+    refresh_every: int = 5  # once `history` frames are measured, the median is recomputed every n-th frame
     min_frames: int = 1  # below this many measured frames the estimator passes poses through unchanged
     min_confidence: float = 0.3  # a bone is measured only where both of its joints' 2D confidences reach this
     symmetric: bool = True  # left and right bones get their mean
     anthropometric: bool = True  # clamp into BONE_FRACTION_RANGES of the estimated stature
 
     def __post_init__(self) -> None:
-        if self.history < 1 or self.min_frames < 1:
-            raise ValueError(f"history ({self.history}) and min_frames ({self.min_frames}) must be >= 1")
+        if self.history < 1 or self.min_frames < 1 or self.refresh_every < 1:
+            raise ValueError(f"history ({self.history}), min_frames ({self.min_frames}) and refresh_every "
+                             f"({self.refresh_every}) must be >= 1")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
 
@@ -167,6 +169,9 @@ class BoneLengthEstimator:
         self._buffer[self._next] = measured
         self._next = (self._next + 1) % self.settings.history
         self._frames += 1
+        settled = self._frames > self.settings.history and self._lengths is not None
+        if settled and self._frames % self.settings.refresh_every:
+            return self.lengths  # a full history changes slowly: the median need not be recomputed every frame
         rows = self._buffer[: min(self._frames, self.settings.history)]
         if np.isnan(rows).any():
             median = np.nanmedian(rows, axis=0) if not np.isnan(rows).all(axis=0).any() else _nanmedian_or_nan(rows)

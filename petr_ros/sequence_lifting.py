@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from petr_ros import kinematics
-from petr_ros.bone_lengths import BoneLengthEstimator, BoneLengthSettings
+from petr_ros.bone_lengths import BoneLengthEstimator, BoneLengthSettings, measure_bone_lengths, with_bone_lengths
 from petr_ros.limb_twist import rotations_with_limb_twist
 from petr_ros.model.lifter import normalize_keypoints_2d
 from petr_ros.skeleton import NUM_JOINTS
@@ -77,9 +77,10 @@ class SequenceTrackLifter:
         """(N, window, 17, 2) pixel windows of the histories, oldest first, missing frames zero."""
         out = np.zeros((len(histories), self.window, NUM_JOINTS, 2), np.float32)
         for i, history in enumerate(histories):
-            stamps, keypoints, _ = history.arrays()
-            index = window_indices(stamps, self.window)
-            out[i, self.window - len(index):] = keypoints[index]
+            # only the frames the window uses are copied out of the history (it holds up to window x MAX_STRIDE)
+            index = window_indices(np.fromiter(history.stamps_s, np.float64, len(history.stamps_s)), self.window)
+            keypoints = history.keypoints2d
+            out[i, self.window - len(index):] = [keypoints[k] for k in index]
         return out
 
     def lift_tracks(self, histories: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -91,14 +92,17 @@ class SequenceTrackLifter:
             x = torch.from_numpy(normalize_keypoints_2d(windows)).to(self.device)
             joints = self.model(x).joints3d.float().cpu().numpy().astype(np.float64)
         if self.bone_lengths:
+            lengths = measure_bone_lengths(joints)
             for i, history in enumerate(histories):
                 pid = int(history.person_id)
                 estimator = self._people.get(pid)
                 if estimator is None or len(history.stamps_s) == 1:  # a new track is a new person
                     estimator = self._people[pid] = BoneLengthEstimator(self.bone_length_settings)
-                estimator.update(joints[i], np.asarray(history.confidences[-1]))
-                joints[i] = estimator.apply(joints[i])
+                known = estimator.update(joints[i], np.asarray(history.confidences[-1]))
+                if known is not None and estimator.frames >= estimator.settings.min_frames:
+                    lengths[i] = known  # else this frame's own lengths
                 self._last_seen[pid] = self._calls
+            joints = with_bone_lengths(joints, lengths)  # all people in one pass
             stale = [pid for pid, seen in self._last_seen.items() if self._calls - seen > FORGET_AFTER_CALLS]
             for pid in stale:
                 self._people.pop(pid, None)
