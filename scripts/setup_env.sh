@@ -26,6 +26,9 @@ if [ "$(cat "$VENV/.petr_requirements" 2>/dev/null)" != "$req_stamp" ]; then
   log "installing ROS 2 wheels and project requirements"
   python -m pip install -q -r "$ROOT/requirements/ros.txt" -r "$ROOT/requirements/project.txt" \
     -c "$ROOT/requirements/constraints.txt"
+  # The optional CPU runtimes (ONNX Runtime, OpenVINO) too, so that their tests run here and in CI.
+  log "installing the optional CPU runtimes (requirements/cpu-runtime.txt)"
+  python -m pip install -q -r "$ROOT/requirements/cpu-runtime.txt" -c "$ROOT/requirements/constraints.txt"
   python -m pip install -q --no-deps --no-build-isolation -e "$ROOT"
   echo "$req_stamp" > "$VENV/.petr_requirements"
   log "python environment ready in $(( $(date +%s) - t0 )) s"

@@ -30,7 +30,8 @@ _DOMAIN_BASE = min(200, int(os.environ.get("PETR_TEST_DOMAIN_BASE", "70")))
 _DOMAINS = itertools.count((os.getpid() % 4) * 8)
 
 
-def _next_domain() -> int:
+def next_domain() -> int:
+    """A ROS_DOMAIN_ID no other test of this run has used recently."""
     return _DOMAIN_BASE + next(_DOMAINS) % 32
 
 
@@ -38,7 +39,7 @@ def _next_domain() -> int:
 def ros_env(tmp_path: Path) -> dict[str, str]:
     """Environment for node processes: a fresh domain id, logs in tmp, localhost discovery, few CPU threads."""
     env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(_next_domain())
+    env["ROS_DOMAIN_ID"] = str(next_domain())
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env["ROS_LOG_DIR"] = str(tmp_path / "ros_log")
     env["OMP_NUM_THREADS"] = "1"

@@ -90,7 +90,7 @@ def test_node_end_to_end_on_cuda_over_dds(tmp_path: Path) -> None:
 
     weights = tmp_path / "random_hrnet_w32.pth"
     torch.save(_random_hrnet().state_dict(), weights)
-    env = dict(os.environ, ROS_DOMAIN_ID=str(conftest._next_domain()), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+    env = dict(os.environ, ROS_DOMAIN_ID=str(conftest.next_domain()), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_LOG_DIR=str(tmp_path / "ros_log"), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
                FASTDDS_DEFAULT_PROFILES_FILE=str(SHM_PROFILE))
     (tmp_path / "ros_log").mkdir()

@@ -75,7 +75,7 @@ class Running:
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     tmp = tmp_path_factory.mktemp("node")
-    env = dict(os.environ, ROS_DOMAIN_ID=str(conftest._next_domain()), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+    env = dict(os.environ, ROS_DOMAIN_ID=str(conftest.next_domain()), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_LOG_DIR=str(tmp / "ros_log"), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
                FASTDDS_DEFAULT_PROFILES_FILE=str(SHM_PROFILE))  # the shipped SHM profile on the node side
     (tmp / "ros_log").mkdir()
