@@ -17,7 +17,7 @@ fi
 
 # The editable install maps the top-level packages that exist when it runs: a new one (a new */__init__.py)
 # needs a reinstall, so their list is part of the stamp.
-req_stamp="$( (cat "$ROOT"/requirements/*.txt "$ROOT/setup.py"; cd "$ROOT" && ls -d */__init__.py) | sha256sum | cut -d' ' -f1)"
+req_stamp="$( (cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "$ROOT/scripts/setup_env.sh"; cd "$ROOT" && ls -d */__init__.py) | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$VENV/.petr_requirements" 2>/dev/null)" != "$req_stamp" ]; then
   t0=$(date +%s)
   export PIP_DISABLE_PIP_VERSION_CHECK=1
