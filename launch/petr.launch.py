@@ -30,6 +30,7 @@ ARGUMENT_TO_PARAMETER = {
     "device": "device",
     "precision": "precision",
     "torch_threads": "torch_threads",
+    "hrnet_runtime": "hrnet_runtime",
     "max_persons": "max_persons",
     "min_person_score": "min_person_score",
     "default_depth": "default_depth",
@@ -44,7 +45,8 @@ ARGUMENT_TO_PARAMETER = {
 ARGUMENT_TYPES = {
     "image_topic": "str", "input_type": "str", "input_reliability": "str", "camera_info_topic": "str",
     "use_camera_info": "bool", "detections_topic": "str", "weights": "str", "backend": "str", "hrnet_weights": "str",
-    "device": "str", "precision": "str", "torch_threads": "int", "max_persons": "int", "min_person_score": "float",
+    "device": "str", "precision": "str", "torch_threads": "int", "hrnet_runtime": "str",
+    "max_persons": "int", "min_person_score": "float",
     "default_depth": "float", "default_focal_length": "float", "tracking": "bool", "smoothing": "bool",
     "publish_tf": "bool", "publish_debug_image": "bool", "diagnostics_period": "float",
 }
@@ -64,6 +66,7 @@ _DESCRIPTIONS = {
     "device": "auto | cpu | cuda | cuda:N",
     "precision": "auto | fp32 | fp16 | bf16",
     "torch_threads": "CPU threads for PyTorch (0: PyTorch's default)",
+    "hrnet_runtime": "torch | onnxruntime | openvino | auto (who runs the HRNet backbone on the CPU)",
     "max_persons": "publish at most this many people per frame",
     "min_person_score": "minimum mean keypoint confidence of a published person",
     "default_depth": "metres to the pelvis without CameraInfo",

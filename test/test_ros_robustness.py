@@ -303,6 +303,8 @@ def test_failed_activate_says_why_and_stays_inactive(start_node, probe, ros_env,
     assert transition(Transition.TRANSITION_ACTIVATE), node.log()
     assert _call(probe, get_state, GetState.Request()).current_state.label == "active"
     assert node.log().count("model ready") == 1  # the model stayed loaded
+    # The start-up line names the OpenMP wait policy (it changes the backbone's speed several-fold).
+    assert f"OMP_WAIT_POLICY {ros_env.get('OMP_WAIT_POLICY', 'unset (libgomp default)')}" in node.log()
     assert node.stop() == 0, node.log()
 
 

@@ -67,6 +67,7 @@ from petr_ros.estimator import BACKENDS
 from petr_ros.handoff import LatestSlot
 from petr_ros.image_codec import ImageDecodeError
 from petr_ros.model.device import PRECISIONS, device_spec_error
+from petr_ros.model.runtime import RUNTIMES
 from petr_ros.pipeline import FramePipeline, PipelineSettings, load_estimator
 from petr_ros.plausibility import REASONS
 from petr_ros.render import draw_persons_cv2
@@ -122,6 +123,9 @@ PARAMS: tuple[Param, ...] = (
     Param("precision", _CORE.precision, "auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 (CUDA only) or bf16 of the "
           "2D backbone", "configure", choices=PRECISIONS),
     Param("torch_threads", 0, "CPU threads for PyTorch (0: PyTorch's default)", "configure", range=(0, 256)),
+    Param("hrnet_runtime", _CORE.hrnet_runtime, "who runs the HRNet-W32 backbone on the CPU: torch, onnxruntime, "
+          "openvino (pip install .[cpu-runtime]) or auto (the fastest installed); falls back to torch with the "
+          "reason logged; ignored by the mediapipe backend", "configure", choices=RUNTIMES),
     # inputs (read at activate)
     Param("input_type", "raw", "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage on "
           "<image_topic>/compressed", "activate", choices=("raw", "compressed")),
@@ -390,9 +394,13 @@ class PetrNode(LifecycleNode):
         settings = self._settings()
         t0 = time.monotonic()
         estimator = load_estimator(settings)
+        runtime = getattr(getattr(estimator.frontend, "runtime", None), "reason", None)
+        # The OpenMP wait policy can halve or multiply the backbone's speed (docs/model.md "Threads"): never silent.
+        wait_policy = os.environ.get("OMP_WAIT_POLICY", "unset (libgomp default)")
         self.get_logger().info(
             f"model ready in {time.monotonic() - t0:.1f} s: backend {estimator.backend_name} "
-            f"({estimator.backend_reason}), device {estimator.device}, torch threads {torch.get_num_threads()}")
+            f"({estimator.backend_reason}){f', {runtime}' if runtime else ''}, device {estimator.device}, "
+            f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY {wait_policy}")
         return FramePipeline(settings, estimator=estimator)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
