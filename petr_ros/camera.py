@@ -7,7 +7,12 @@ X_j + T projects to u_j = fx (X_j + T)_x / (X_j + T)_z + cx (and likewise v), wh
     fx Tx - (u_j - cx) Tz = (u_j - cx) Z_j - fx X_j
     fy Ty - (v_j - cy) Tz = (v_j - cy) Z_j - fy Y_j
 
-Each joint's two rows are weighted by its confidence. Without CameraInfo the depth is unobservable, so the node
+Each joint's two rows are weighted by its confidence. By default the root is held on the camera ray through its
+own keypoint, T = z r - X_root with r = ((u_root - cx) / fx, (v_root - cy) / fy, 1), and only the depth z is
+fitted to the other joints (one unknown, same rows): the sideways position then comes from the root's own
+detection, which is measured, instead of from the lifted shape, whose errors (tens of millimetres per joint) a free
+fit turns into a sideways shift of the whole body. With exact data both give the same T; the free 3-unknown fit is
+used when the root's keypoint is not confident enough. Without CameraInfo the depth is unobservable, so the node
 assumes a default focal length (DEFAULT_FOV_DEG horizontal field of view unless given) and puts the pelvis on the
 ray through its 2D position at a default depth (DEFAULT_DEPTH_M): shape and orientation are right, the distance is
 a stated assumption.
@@ -94,12 +99,15 @@ def solve_root_translation(
     intrinsics: Intrinsics,
     confidences: np.ndarray | None = None,
     min_confidence: float = 0.1,
+    anchor: int | None = ROOT,
 ) -> np.ndarray | None:
     """Root translation T (3,) metres so that joints3d + T projects onto keypoints2d under `intrinsics`.
 
     keypoints2d: (J, 2) pixels; joints3d: (J, 3) root-relative metres in camera axes; confidences: (J,) weights
-    (joints below `min_confidence` are ignored). Returns None when the system is degenerate (fewer than 2 usable
-    joints, a singular system, or a solution closer than MIN_DEPTH_M), so callers can fall back to a default depth.
+    (joints below `min_confidence` are ignored). anchor: the joint kept exactly on the ray through its keypoint, only
+    the depth being fitted (module docstring); None, or an anchor below `min_confidence`: T's three components are
+    fitted freely. Returns None when the system is degenerate (fewer than 2 usable joints, a singular system, or a
+    solution closer than MIN_DEPTH_M), so callers can fall back to a default depth.
     """
     kp = check_points(keypoints2d, "keypoints2d", dims=2, dtype=np.float64)
     xyz = check_points(joints3d, "joints3d", joints=kp.shape[-2], dims=3, dtype=np.float64)
@@ -121,9 +129,25 @@ def solve_root_translation(
         ]
     )
     b = np.concatenate([du * xyz[:, 2] - intrinsics.fx * xyz[:, 0], dv * xyz[:, 2] - intrinsics.fy * xyz[:, 1]])
-    sw = np.sqrt(np.concatenate([w, w]))
-    sol, _, rank, _ = np.linalg.lstsq(a * sw[:, None], b * sw, rcond=None)
-    if rank < 3 or not np.all(np.isfinite(sol)) or sol[2] < MIN_DEPTH_M:
+    ww = np.concatenate([w, w])
+    if anchor is not None and not -kp.shape[0] <= anchor < kp.shape[0]:
+        raise ValueError(f"anchor must index one of the {kp.shape[0]} joints or be None, got {anchor}")
+    if anchor is not None and w[anchor] > 0:
+        # T = z r - X_anchor: the rows become a @ (z r) = b + a @ X_anchor, linear in the one unknown z.
+        ray = np.array([du[anchor] / intrinsics.fx, dv[anchor] / intrinsics.fy, 1.0])
+        a_z = a @ ray
+        b_z = b + a @ xyz[anchor]
+        normal = float(np.sum(ww * a_z * a_z))
+        # Degenerate when the other joints carry no depth information (all on the anchor's ray, or unusable).
+        if not normal > 1e-12 * max(1.0, float(np.sum(ww * (a * a).sum(1)))):
+            return None
+        sol = float(np.sum(ww * a_z * b_z)) / normal * ray - xyz[anchor]
+    else:
+        sw = np.sqrt(ww)
+        sol, _, rank, _ = np.linalg.lstsq(a * sw[:, None], b * sw, rcond=None)
+        if rank < 3:
+            return None
+    if not np.all(np.isfinite(sol)) or sol[2] < MIN_DEPTH_M:
         return None
     # Every used joint must end up in front of the camera too.
     if np.any((xyz[w > 0, 2] + sol[2]) <= 0):
@@ -151,7 +175,8 @@ def place_skeleton(
 ) -> tuple[np.ndarray, bool]:
     """Camera-frame joints (J, 3) for a root-relative skeleton, and whether the placement is metric.
 
-    With `intrinsics`: the least-squares root translation (metric=True); if that is degenerate, or without
+    With `intrinsics`: the least-squares root translation, the root on its keypoint's ray when that keypoint is
+    confident (`solve_root_translation`; metric=True); if that is degenerate, or without
     intrinsics, the default-depth placement (metric=False) using `intrinsics` or the default ones for
     `image_size` = (width, height).
     """

@@ -58,6 +58,82 @@ def test_noisy_keypoints_and_confidence_weighting() -> None:
     assert np.linalg.norm(t_bad - t_true) > np.linalg.norm(t_weighted - t_true)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_free_and_anchored_fits_agree_on_exact_data(seed: int) -> None:
+    rng = np.random.default_rng(10 + seed)
+    xyz = _skeleton(rng)
+    t_true = np.array([rng.uniform(-1, 1), rng.uniform(-0.5, 0.5), rng.uniform(2.0, 8.0)])
+    kp = project(xyz + t_true, K)
+    np.testing.assert_allclose(solve_root_translation(kp, xyz, K, anchor=None), t_true, atol=1e-9)
+    np.testing.assert_allclose(solve_root_translation(kp, xyz, K, anchor=0), t_true, atol=1e-9)
+    # Any joint can be the anchor: it stays on its ray, the others fix the depth.
+    np.testing.assert_allclose(solve_root_translation(kp, xyz, K, anchor=8), t_true, atol=1e-9)
+
+
+def _root_errors(anchor: int | None, trials: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a lifted shape with 5 cm per-joint errors and 10 % long bones, seen at 2.5-5 m with 1.5 px of 2D noise:
+    the root's errors (trials, 3) m, its sideways errors (trials,) m (the true root's distance from the camera ray
+    through the solved root) and the solved root's reprojection distance from its keypoint (trials,) px."""
+    rng = np.random.default_rng(21)
+    errors, sideways, reprojection = [], [], []
+    for _ in range(trials):
+        xyz = _skeleton(rng)
+        t_true = np.array([rng.uniform(-0.8, 0.8), rng.uniform(-0.3, 0.3), rng.uniform(2.5, 5.0)])
+        kp = project(xyz + t_true, K) + rng.normal(0.0, 1.5, size=(NUM_JOINTS, 2))
+        lifted = 1.1 * xyz + rng.normal(0.0, 0.05, size=xyz.shape)
+        lifted -= lifted[0]
+        t = solve_root_translation(kp, lifted, K, anchor=anchor)
+        assert t is not None
+        errors.append(t - t_true)
+        reprojection.append(np.linalg.norm(project(t, K) - kp[0]))
+        ray = t / np.linalg.norm(t)
+        sideways.append(np.linalg.norm(t_true - (t_true @ ray) * ray))
+    return np.array(errors), np.array(sideways), np.array(reprojection)
+
+
+def test_anchored_root_is_not_pushed_sideways_by_shape_errors() -> None:
+    free, sideways_free, _ = _root_errors(None)
+    anchored, sideways_anchored, reprojection = _root_errors(0)
+    np.testing.assert_allclose(reprojection, 0.0, atol=1e-6)  # the root is exactly on its keypoint's ray
+    # Sideways the anchored root is off by its 2D noise only (1.5 px at <= 5 m: < 1 cm); the free fit by the shape.
+    assert sideways_anchored.mean() < 0.01 < sideways_free.mean()
+    assert sideways_anchored.mean() < 0.5 * sideways_free.mean()
+    # The depth (from the too-large shape: about 10 % far) is no worse than the free fit's.
+    assert np.abs(anchored[:, 2]).mean() <= 1.05 * np.abs(free[:, 2]).mean()
+    assert np.linalg.norm(anchored, axis=1).mean() < np.linalg.norm(free, axis=1).mean()
+
+
+def test_unconfident_root_keypoint_falls_back_to_the_free_fit() -> None:
+    rng = np.random.default_rng(5)
+    xyz = _skeleton(rng)
+    kp = project(xyz + [0.3, -0.1, 3.5], K) + rng.normal(0.0, 2.0, size=(NUM_JOINTS, 2))
+    conf = np.ones(NUM_JOINTS)
+    conf[0] = 0.05  # below min_confidence: the root's keypoint is not trusted
+    free = solve_root_translation(kp, xyz, K, conf, anchor=None)
+    np.testing.assert_allclose(solve_root_translation(kp, xyz, K, conf), free, atol=1e-12)
+    conf[0] = 1.0
+    anchored = solve_root_translation(kp, xyz, K, conf)
+    assert not np.allclose(anchored, free)
+    np.testing.assert_allclose(project(anchored, K), kp[0], atol=1e-6)
+    placed, metric = place_skeleton(kp, xyz, K, (1000, 1002), conf)
+    assert metric
+    np.testing.assert_allclose(placed, xyz + anchored, atol=1e-12)
+    with pytest.raises(ValueError, match="anchor"):
+        solve_root_translation(kp, xyz, K, anchor=NUM_JOINTS)
+
+
+def test_anchored_fit_without_depth_information_returns_none() -> None:
+    rng = np.random.default_rng(2)
+    xyz = _skeleton(rng)
+    kp = project(xyz + [0.0, 0.0, 3.0], K)
+    # The root and one joint lying on the root's own ray (same pixel, different depth): depth is unobservable.
+    xyz[1] = [0.0, 0.0, 0.4]
+    kp[1] = kp[0]
+    conf = np.zeros(NUM_JOINTS)
+    conf[[0, 1]] = 1.0
+    assert solve_root_translation(kp, xyz, K, conf) is None
+
+
 def test_degenerate_cases_return_none() -> None:
     rng = np.random.default_rng(1)
     xyz = _skeleton(rng)
