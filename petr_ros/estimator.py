@@ -30,6 +30,7 @@ from petr_ros.model.checkpoint import (
 )
 from petr_ros.model.device import DEFAULT_DEVICE, DEFAULT_PRECISION, resolve_device, resolve_precision
 from petr_ros.model.lifter import normalize_keypoints_2d
+from petr_ros.model.temporal import NumpySequenceLifter
 from petr_ros.preprocessing import check_image
 from petr_ros.skeleton import coco_to_h36m
 
@@ -105,6 +106,8 @@ class PoseEstimator:
             raise FileNotFoundError(f"lifter checkpoint not found: {path}; {MAKE_LIFTER_HINT}")
         self.lifter, self.checkpoint = load_lifter(path, self.device)
         self.lifter_path = path
+        # a sequence lifter on the CPU runs as numpy (same joints within float32 rounding, a third of the time)
+        self._numpy_lifter = NumpySequenceLifter.for_model(self.lifter)
         options = dict(frontend_options or {})
         if self.checkpoint.is_full_model:
             # A full PETR checkpoint (image-mode training) brings the backbone its lifter was trained on: run it,
@@ -151,16 +154,21 @@ class PoseEstimator:
         """'petr' or 'pebrt' (from the lifter checkpoint)."""
         return self.checkpoint.config.variant
 
-    def estimate(self, image_rgb: np.ndarray, boxes: np.ndarray | None = None) -> list[PersonPose]:
-        """(H, W, 3) uint8 RGB and optional (N, 4) person boxes -> one PersonPose per person found."""
+    def estimate(self, image_rgb: np.ndarray, boxes: np.ndarray | None = None,
+                 rotations: bool = True) -> list[PersonPose]:
+        """(H, W, 3) uint8 RGB and optional (N, 4) person boxes -> one PersonPose per person found.
+        rotations=False: see `lift`."""
         image = check_image(image_rgb)
         detections = self.frontend.detect(image, boxes)
-        return self.lift(detections)
+        return self.lift(detections, rotations=rotations)
 
-    def lift(self, detections: list[Detection2D]) -> list[PersonPose]:
+    def lift(self, detections: list[Detection2D], rotations: bool = True) -> list[PersonPose]:
         """COCO-17 detections -> PersonPose list (the 3D half of `estimate`, batched over people).
 
-        Detections with non-finite keypoints or scores are dropped (logged at debug level)."""
+        Detections with non-finite keypoints or scores are dropped (logged at debug level). rotations=False skips
+        the joint rotations (positions-only lifters: over half of this step) and leaves identity quaternions in
+        PersonPose.rotations: for callers that replace them (the pipeline's sequence lifter lifts every person
+        again from the track's history and derives the rotations it publishes from that)."""
         finite = [d for d in detections if np.isfinite(d.keypoints).all() and np.isfinite(d.scores).all()]
         if len(finite) < len(detections):
             LOG.debug("dropped %d detection(s) with NaN/inf keypoints", len(detections) - len(finite))
@@ -170,8 +178,13 @@ class PoseEstimator:
         coco = np.stack([np.asarray(d.keypoints, dtype=np.float64) for d in detections])
         coco_scores = np.stack([np.asarray(d.scores, dtype=np.float64) for d in detections])
         keypoints, confidences = coco_to_h36m(coco, coco_scores)
-        joints3d, rotations = self.lift_keypoints(keypoints)
-        quats = kinematics.matrix_to_quaternion(rotations.astype(np.float64)).astype(np.float32)
+        if rotations or self.variant == "pebrt":  # PEBRT's rotations come with its joints
+            joints3d, matrices = self.lift_keypoints(keypoints)
+            quats = kinematics.matrix_to_quaternion(matrices.astype(np.float64)).astype(np.float32)
+        else:
+            joints3d = self.lift_joints(keypoints)
+            quats = np.zeros((len(joints3d), joints3d.shape[1], 4), np.float32)
+            quats[..., 3] = 1.0
         conf = np.clip(confidences, 0.0, 1.0).astype(np.float32)
         return [
             PersonPose(
@@ -188,6 +201,9 @@ class PoseEstimator:
     def lift_keypoints(self, keypoints_h36m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 17, 2) H3.6M pixel keypoints -> joints (N, 17, 3) float32 and global rotations (N, 17, 3, 3)."""
         norm = normalize_keypoints_2d(np.asarray(keypoints_h36m, dtype=np.float32))
+        if self._numpy_lifter is not None:
+            joints = self._numpy_lifter(norm)
+            return joints, rotations_with_limb_twist(joints).astype(np.float32)
         with torch.inference_mode():
             out = self.lifter(torch.from_numpy(np.ascontiguousarray(norm, dtype=np.float32)).to(self.device))
             joints = out.joints3d.float().cpu().numpy()
@@ -196,6 +212,15 @@ class PoseEstimator:
         # Positions-only heads: rotations follow from them, the limbs' twist read off the elbow/knee bend (measured
         # closer to real mocap rotations than the minimal twist; docs/model_card.md).
         return joints, rotations_with_limb_twist(joints).astype(np.float32)
+
+    def lift_joints(self, keypoints_h36m: np.ndarray) -> np.ndarray:
+        """(N, 17, 2) H3.6M pixel keypoints -> the lifter's joints (N, 17, 3) float32 only (no rotations)."""
+        norm = normalize_keypoints_2d(np.asarray(keypoints_h36m, dtype=np.float32))
+        if self._numpy_lifter is not None:
+            return self._numpy_lifter(norm)
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(norm, dtype=np.float32)).to(self.device)
+            return self.lifter(x).joints3d.float().cpu().numpy()
 
     def warmup(self) -> None:
         """Run every stage once (allocations, cuDNN autotuning, MediaPipe graph start-up)."""

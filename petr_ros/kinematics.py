@@ -339,6 +339,9 @@ def _matrix_to_quaternion_t(R: torch.Tensor) -> torch.Tensor:
 
 def matrix_to_quaternion(R: ArrayT) -> ArrayT:
     """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions (x, y, z, w) with w >= 0 (Shepperd's method)."""
+    if not _is_torch(R):
+        arr, dtype = _numpy_input(R, "rotations", (3, 3))
+        return _matrix_to_quaternion_np(arr).astype(dtype, copy=False)
     t, back = _as_input(R, "rotations", (3, 3))
     return back(_matrix_to_quaternion_t(t))
 
@@ -518,6 +521,175 @@ def _joint_rotations_t(joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return torch.cat(glob, dim=-3).index_select(-3, back), torch.cat(local, dim=-3).index_select(-3, back)
 
 
+# --- numpy twins of the per-frame hot paths --------------------------------------------------------------------
+# The node derives rotations and quaternions of one to a few people per frame from numpy joints; there the torch
+# path's fixed cost per operation (about 5-10 us, some 150 operations for joint_rotations) is most of the time.
+# These twins do the same arithmetic in float64 numpy (the torch path's float64 result within 1e-12, tested) and
+# are what the public functions run for numpy input.
+_NP_LEVEL_CHILDREN = np.array(_LEVEL_ORDER[1:])
+_NP_LEVEL_PARENTS = np.array(_LEVEL_PARENTS)
+_NP_FROM_LEVEL_ORDER = np.array(_FROM_LEVEL_ORDER)
+_NP_LEVEL_SLICES = []
+_start = 0
+for _size, _slots in _LEVELS:
+    _NP_LEVEL_SLICES.append((slice(_start, _start + _size), np.array(_slots)))
+    _start += _size
+del _start, _size, _slots
+_NP_EYE = np.eye(3)
+_NP_DIAGONAL = np.arange(3)
+
+
+def _normalize_np(v: np.ndarray) -> np.ndarray:
+    n2 = (v * v).sum(-1, keepdims=True)
+    ok = n2 > _TINY * _TINY
+    return np.where(ok, v / np.sqrt(np.where(ok, n2, 1.0)), 0.0)
+
+
+_NP_CYCLE1, _NP_CYCLE2 = np.array([1, 2, 0]), np.array([2, 0, 1])
+# [v]x = v[_NP_SKEW_INDEX] * _NP_SKEW_SIGN, row-major: rows (0, -z, y), (z, 0, -x), (-y, x, 0)
+_NP_SKEW_INDEX = np.array([0, 2, 1, 2, 0, 0, 1, 0, 0])
+_NP_SKEW_SIGN = np.array([0.0, -1.0, 1.0, 1.0, 0.0, -1.0, -1.0, 1.0, 0.0])
+
+
+def _cross_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # np.cross costs about 15 us a call on small arrays; this a third of it
+    return a[..., _NP_CYCLE1] * b[..., _NP_CYCLE2] - a[..., _NP_CYCLE2] * b[..., _NP_CYCLE1]
+
+
+def _skew_np(v: np.ndarray) -> np.ndarray:
+    return (v[..., _NP_SKEW_INDEX] * _NP_SKEW_SIGN).reshape(v.shape[:-1] + (3, 3))
+
+
+def _perpendicular_np(a: np.ndarray) -> np.ndarray:
+    axis = np.eye(3)[np.abs(a).argmin(-1)]
+    return _normalize_np(_cross_np(a, axis))
+
+
+def _minimal_rotation_terms_np(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Constants of minimal rotations from fixed unit directions a (n, 3): (a, its perpendiculars, (n, 3, 4)
+    matrices M with b^T M = ((a x b)^T, a.b): the cross and dot products in one matmul)."""
+    a = np.asarray(a, np.float64)
+    skew = np.zeros(a.shape[:-1] + (3, 3))
+    skew[..., 0, 1], skew[..., 0, 2], skew[..., 1, 2] = -a[..., 2], a[..., 1], -a[..., 0]
+    skew[..., 1, 0], skew[..., 2, 0], skew[..., 2, 1] = a[..., 2], -a[..., 1], a[..., 0]
+    # (a x b)_i = sum_j skew_ij b_j: column i of M is row i of skew; column 3 is a
+    return a, _perpendicular_np(a), np.concatenate((np.swapaxes(skew, -1, -2), a[..., :, None]), axis=-1)
+
+
+def _minimal_rotation_of_unit_np(terms: tuple[np.ndarray, np.ndarray, np.ndarray], b: np.ndarray,
+                                 b_squared: np.ndarray) -> np.ndarray:
+    """numpy twin of _minimal_rotation_of_unit_t: (..., n, 3, 3) minimal rotations from the unit directions of
+    `terms` (_minimal_rotation_terms_np) onto unit-or-zero b (..., n, 3), b_squared = b.b (1 or 0).
+
+    Rodrigues about u = (a x b) / |a x b|: R = I + sin [u]x + (1 - cos) (u u^T - I), sin = |a x b|, cos = a.b:
+    one formula, well conditioned at every angle, where the torch twin needs two branches (the same rotation).
+    With v = a x b it is (1 - w) I + [v]x + (w / |v|^2) v v^T, w = b.b - cos (w = 0 for a zero b: the identity).
+    """
+    _, a_perpendicular, cross_dot = terms
+    vc = (b[..., None, :] @ cross_dot)[..., 0, :]
+    v, c = vc[..., :3], vc[..., 3]
+    vn2 = (v * v).sum(-1)
+    w = b_squared - c
+    if vn2.min() > 1e-12:  # every b well away from +-a (nearly always): the axis is v itself
+        out = _skew_np(v) + (w / vn2)[..., None, None] * (v[..., :, None] * v[..., None, :])
+        out[..., _NP_DIAGONAL, _NP_DIAGONAL] += (1.0 - w)[..., None]
+        return out
+    has_axis = vn2 > 1e-30
+    vn = np.sqrt(vn2)
+    u = np.where(has_axis[..., None], v / np.where(has_axis, vn, 1.0)[..., None], a_perpendicular)
+    outer = u[..., :, None] * u[..., None, :]
+    out = _NP_EYE + vn[..., None, None] * _skew_np(u) + w[..., None, None] * (outer - _NP_EYE)
+    folded = (c < 0) & (vn2 <= 1e-12)
+    if folded.any():  # b (almost) opposite a: the torch twin's half-turn about a's fixed perpendicular, then -a -> b
+        vb, cb = v[folded], c[folded]
+        K = _skew_np(vb)
+        K2 = vb[..., :, None] * vb[..., None, :] - (vb * vb).sum(-1)[..., None, None] * _NP_EYE
+        p = np.broadcast_to(a_perpendicular, b.shape)[folded]
+        half_turn = 2.0 * p[..., :, None] * p[..., None, :] - _NP_EYE
+        out[folded] = (_NP_EYE - K + K2 / np.maximum(1.0 - cb, 0.5)[..., None, None]) @ half_turn
+    return out
+
+
+def _root_frame_np(joints: np.ndarray) -> np.ndarray:
+    down = joints[..., 0, :] - joints[..., 7, :]  # spine -> pelvis
+    side = joints[..., 4, :] - joints[..., 1, :]  # right hip -> left hip
+    n2 = (down * down).sum(-1, keepdims=True)
+    y = down / np.sqrt(n2) if n2.min() > _TINY**2 else np.where(n2 > _TINY**2, _normalize_np(down), np.array(_DOWN))
+    x = side - (side * y).sum(-1, keepdims=True) * y
+    n2 = (x * x).sum(-1, keepdims=True)
+    x = x / np.sqrt(n2) if n2.min() > _TINY**2 else np.where(n2 > _TINY**2, _normalize_np(x), _perpendicular_np(y))
+    return np.stack((x, y, _cross_np(x, y)), axis=-1)
+
+
+_NP_LEVEL_TERMS = [_minimal_rotation_terms_np(REST_DIRECTIONS[_LEVEL_ORDER[1:]][level])
+                   for level, _ in _NP_LEVEL_SLICES]
+
+
+def _joint_rotations_np(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """numpy twin of _joint_rotations_t for float64 (..., 17, 3): (global, local) (..., 17, 3, 3)."""
+    bones = _normalize_np(joints[..., _NP_LEVEL_CHILDREN, :] - joints[..., _NP_LEVEL_PARENTS, :])
+    squared = (bones * bones).sum(-1).round()  # 1 for a bone, 0 for a zero-length one
+    root = _root_frame_np(joints)[..., None, :, :]
+    glob, local = [root], [root]
+    for (level, parent_slots), terms in zip(_NP_LEVEL_SLICES, _NP_LEVEL_TERMS, strict=True):
+        parent_rot = glob[-1][..., parent_slots, :, :] if glob[-1].shape[-3] > 1 else glob[-1]
+        # the unit bone seen from its parent's frame, R^T b, as the row vector b^T R
+        in_parent = (bones[..., level, None, :] @ parent_rot)[..., 0, :]
+        swing = _minimal_rotation_of_unit_np(terms, in_parent, squared[..., level])
+        local.append(swing)
+        glob.append(parent_rot @ swing)
+    return (np.concatenate(glob, axis=-3)[..., _NP_FROM_LEVEL_ORDER, :, :],
+            np.concatenate(local, axis=-3)[..., _NP_FROM_LEVEL_ORDER, :, :])
+
+
+def _quaternion_numerators() -> tuple[np.ndarray, np.ndarray]:
+    """Shepperd's four candidates as one linear map of the flattened matrix: (9, 16) and (16,) such that
+    R.flat @ map + offset = per candidate k (w, x, y, z) the numerators of (x, y, z, w) over 4 |q_k|, whose
+    k-th one is 4 q_k^2 itself."""
+    terms = {  # candidate -> components (x, y, z, w) as {(i, j): sign} of r_ij, "1" the constant
+        "w": ({(2, 1): 1, (1, 2): -1}, {(0, 2): 1, (2, 0): -1}, {(1, 0): 1, (0, 1): -1},
+              {"1": 1, (0, 0): 1, (1, 1): 1, (2, 2): 1}),
+        "x": ({"1": 1, (0, 0): 1, (1, 1): -1, (2, 2): -1}, {(0, 1): 1, (1, 0): 1}, {(0, 2): 1, (2, 0): 1},
+              {(2, 1): 1, (1, 2): -1}),
+        "y": ({(0, 1): 1, (1, 0): 1}, {"1": 1, (0, 0): -1, (1, 1): 1, (2, 2): -1}, {(1, 2): 1, (2, 1): 1},
+              {(0, 2): 1, (2, 0): -1}),
+        "z": ({(0, 2): 1, (2, 0): 1}, {(1, 2): 1, (2, 1): 1}, {"1": 1, (0, 0): -1, (1, 1): -1, (2, 2): 1},
+              {(1, 0): 1, (0, 1): -1}),
+    }
+    linear, offset = np.zeros((9, 16)), np.zeros(16)
+    for k, candidate in enumerate(terms.values()):
+        for i, component in enumerate(candidate):
+            for key, sign in component.items():
+                if key == "1":
+                    offset[4 * k + i] = sign
+                else:
+                    linear[3 * key[0] + key[1], 4 * k + i] = sign
+    return linear, offset
+
+
+_NP_QUATERNION_LINEAR, _NP_QUATERNION_OFFSET = _quaternion_numerators()
+_NP_FOUR_SQUARES = np.array([3, 4, 9, 14])  # 4 q_k^2 among the 16 numerators (candidate k's own component)
+
+
+def _matrix_to_quaternion_np(R: np.ndarray) -> np.ndarray:
+    """numpy twin of _matrix_to_quaternion_t (float64): Shepperd's method, only the chosen candidate built."""
+    numerators = R.reshape(R.shape[:-2] + (9,)) @ _NP_QUATERNION_LINEAR + _NP_QUATERNION_OFFSET
+    four_sq = numerators[..., _NP_FOUR_SQUARES]
+    best = four_sq.argmax(-1)[..., None]
+    chosen = np.take_along_axis(numerators.reshape(numerators.shape[:-1] + (4, 4)), best[..., None], axis=-2)
+    # the largest 4 q_k^2 is >= 1 (the four sum to 4): no clamp needed for the chosen one
+    q = chosen[..., 0, :] / (2.0 * np.sqrt(np.take_along_axis(four_sq, best, axis=-1)))
+    q = q / np.sqrt(np.maximum((q * q).sum(-1, keepdims=True), _TINY * _TINY))
+    return np.where(q[..., 3:4] < 0, -q, q)
+
+
+def _numpy_input(x: Any, name: str, tail: tuple[int | None, ...]) -> tuple[np.ndarray, np.dtype]:
+    """Validated float64 numpy array and the dtype to return (the input's floating dtype, float64 for integers)."""
+    arr = _check_numpy(x, name, tail)
+    dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.dtype(np.float64)
+    return np.asarray(arr, dtype=np.float64), dtype
+
+
 def _broadcast(*items: tuple[str, torch.Tensor, int]) -> tuple[int, ...]:
     """Common batch shape of (name, tensor, number of trailing non-batch dims) items, or a ValueError.
 
@@ -547,6 +719,10 @@ def joint_rotations(joints: ArrayT, frame: str = "global") -> ArrayT:
     frame="local" returns L_j = R_parent^T R_j (L_0 = R_0). A zero-length bone gets L_j = identity.
     """
     _check_frame(frame)
+    if not _is_torch(joints):
+        arr, dtype = _numpy_input(joints, "joints", (NUM_JOINTS, 3))
+        glob_np, local_np = _joint_rotations_np(arr)
+        return (glob_np if frame == "global" else local_np).astype(dtype, copy=False)
     t, back = _as_input(joints, "joints", (NUM_JOINTS, 3))
     glob, local = _joint_rotations_t(t)
     return back(glob if frame == "global" else local)

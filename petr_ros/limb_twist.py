@@ -37,57 +37,47 @@ _DISTAL_REST = kinematics.REST_DIRECTIONS[_DISTAL]
 assert all(PARENTS[d] == p and sum(q == p for q in PARENTS) == 1 for p, d in zip(_PROXIMAL, _DISTAL, strict=True))
 
 
+_DISTAL_TERMS = kinematics._minimal_rotation_terms_np(_DISTAL_REST)
+_EYE = np.eye(3)
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
-    return np.divide(v, n, out=np.zeros_like(v), where=n > 1e-12)
+    n2 = (v * v).sum(-1, keepdims=True)
+    ok = n2 > 1e-24
+    return np.where(ok, v / np.sqrt(np.where(ok, n2, 1.0)), 0.0)
 
 
 def _rotation_about(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    """Rodrigues: (..., 3) unit axes, (...) angles -> (..., 3, 3)."""
-    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
-    zero = np.zeros_like(x)
-    k = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], -2)
-    s, c = np.sin(angle)[..., None, None], np.cos(angle)[..., None, None]
-    return np.eye(3) + s * k + (1 - c) * (k @ k)
-
-
-def _minimal_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(..., 3) unit a, b -> (..., 3, 3) smallest rotation taking a onto b (numpy: this runs per frame in the node);
-    b = -a (a limb folded back onto its parent, which joints cannot do) goes to kinematics' exact version."""
-    v = np.cross(a, b)
-    c = (a * b).sum(-1)
-    x, y, z = v[..., 0], v[..., 1], v[..., 2]
-    zero = np.zeros_like(x)
-    k = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], -2)
-    out = np.eye(3) + k + (k @ k) / np.maximum(1.0 + c, 1e-9)[..., None, None]
-    flipped = c < -0.999
-    if flipped.any():
-        out[flipped] = np.asarray(kinematics.minimal_rotation(a[flipped].copy(), b[flipped].copy()))
-    return out
+    """Rodrigues: (..., 3) unit axes, (...) angles -> (..., 3, 3); K @ K = a a^T - |a|^2 I written out."""
+    k = kinematics._skew_np(axis)
+    k2 = axis[..., :, None] * axis[..., None, :] - (axis * axis).sum(-1)[..., None, None] * _EYE
+    return _EYE + np.sin(angle)[..., None, None] * k + (1.0 - np.cos(angle))[..., None, None] * k2
 
 
 def rotations_with_limb_twist(joints3d: np.ndarray) -> np.ndarray:
     """(..., 17, 3) joints -> (..., 17, 3, 3) global joint rotations (kinematics.joint_rotations' convention), the
-    upper arms' and thighs' twist taken from the elbow and knee bend, their children re-derived minimally."""
+    upper arms' and thighs' twist taken from the elbow and knee bend, their children re-derived minimally.
+    float64 numpy throughout (this runs per person and frame in the node: no torch, no np.cross/einsum/norm,
+    whose fixed costs per call exceed the arithmetic on one pose)."""
     joints = check_points(joints3d, "joints3d", joints=NUM_JOINTS, dims=3).astype(np.float64, copy=False)
-    rot = np.array(kinematics.joint_rotations(joints), dtype=np.float64)
+    rot = kinematics._joint_rotations_np(joints)[0]
     # the four limbs at once, along a limb axis of length 4
     bone = _unit(joints[..., _PROXIMAL, :] - joints[..., _PROXIMAL_PARENT, :])
     child = _unit(joints[..., _DISTAL, :] - joints[..., _PROXIMAL, :])
     along = (child * bone).sum(-1, keepdims=True)
     perp = child - along * bone
-    bend = np.arctan2(np.linalg.norm(perp, axis=-1), along[..., 0])  # 0 = straight limb
+    perp_norm = np.sqrt((perp * perp).sum(-1))
+    bend = np.arctan2(perp_norm, along[..., 0])  # 0 = straight limb
     proximal = rot[..., _PROXIMAL, :, :]
-    current = np.einsum("...ij,...j->...i", proximal, _BEND_REST)  # where the rest bend direction points now
+    current = (proximal @ _BEND_REST[:, :, None])[..., 0]  # where the rest bend direction points now
     # the twist about the bone that turns `current` onto the observed bend direction, faded out when straight
     perp_u = _unit(perp)
-    twist = np.arctan2((np.cross(current, perp_u) * bone).sum(-1), (current * perp_u).sum(-1))
+    twist = np.arctan2((kinematics._cross_np(current, perp_u) * bone).sum(-1), (current * perp_u).sum(-1))
     twist = twist * np.clip(bend / BEND_FULL, 0.0, 1.0)
     proximal = _rotation_about(bone, twist) @ proximal
     # the distal bones (forearms, shanks): minimal rotation from their corrected parents, as joint_rotations does
-    local_dir = np.einsum("...ji,...j->...i", proximal, child)
-    swing = _minimal_rotation(np.broadcast_to(_DISTAL_REST, local_dir.shape), local_dir)
-    swing[np.linalg.norm(local_dir, axis=-1) <= 1e-12] = np.eye(3)  # a zero-length bone: its parent's frame
+    local_dir = (child[..., None, :] @ proximal)[..., 0, :]  # proximal^T child
+    swing = kinematics._minimal_rotation_of_unit_np(_DISTAL_TERMS, local_dir, (child * child).sum(-1).round())
     rot[..., _PROXIMAL, :, :] = proximal
-    rot[..., _DISTAL, :, :] = proximal @ swing
+    rot[..., _DISTAL, :, :] = proximal @ swing  # a zero-length distal bone: swing = identity, its parent's frame
     return rot

@@ -21,6 +21,7 @@ from petr_ros import kinematics
 from petr_ros.bone_lengths import BoneLengthEstimator, BoneLengthSettings, measure_bone_lengths, with_bone_lengths
 from petr_ros.limb_twist import rotations_with_limb_twist
 from petr_ros.model.lifter import normalize_keypoints_2d
+from petr_ros.model.temporal import NumpySequenceLifter
 from petr_ros.skeleton import NUM_JOINTS
 
 TRAINED_RATES_HZ = (15.0, 60.0)  # the frame rates the shipped sequence lifter saw in training
@@ -65,6 +66,8 @@ class SequenceTrackLifter:
             raise TypeError(f"{type(model).__name__} is not a sequence lifter (LifterConfig.architecture 'sequence')")
         self.model = model.eval()
         self.device = torch.device(device)
+        # on the CPU the network runs as numpy (the same joints within float32 rounding, a third of the time)
+        self._numpy_model = NumpySequenceLifter.for_model(model) if self.device.type == "cpu" else None
         self.window = int(model.config.window)
         self.history_length = self.window * MAX_STRIDE
         self.bone_lengths = bool(bone_lengths)
@@ -87,10 +90,13 @@ class SequenceTrackLifter:
         """Joints (N, 17, 3) metres (root-relative, camera axes) and rotations (N, 17, 4) x y z w of the newest
         frame of each history."""
         self._calls += 1
-        windows = self.windows(histories)
-        with torch.inference_mode():
-            x = torch.from_numpy(normalize_keypoints_2d(windows)).to(self.device)
-            joints = self.model(x).joints3d.float().cpu().numpy().astype(np.float64)
+        normalised = normalize_keypoints_2d(self.windows(histories))
+        if self._numpy_model is not None:
+            joints = self._numpy_model(normalised).astype(np.float64)
+        else:
+            with torch.inference_mode():
+                x = torch.from_numpy(normalised).to(self.device)
+                joints = self.model(x).joints3d.float().cpu().numpy().astype(np.float64)
         if self.bone_lengths:
             lengths = measure_bone_lengths(joints)
             for i, history in enumerate(histories):

@@ -208,3 +208,24 @@ def test_custom_front_end(image: np.ndarray, petr_ckpt: Path) -> None:
         Detection2D(keypoints=np.zeros((33, 2)), scores=np.ones(17), box=np.zeros(4))
     with pytest.raises(TypeError, match="KeypointFrontEnd"):
         PoseEstimator(petr_ckpt, frontend=object(), device="cpu")
+
+
+def test_lift_without_rotations_keeps_the_joints_and_the_numpy_lifter_matches_torch() -> None:
+    """The pipeline asks for no rotations when its sequence lifter derives them again: same joints, identity
+    quaternions. The shipped (sequence) lifter runs as numpy on the CPU: the torch forward's joints."""
+    est = PoseEstimator(frontend=_FixedFrontEnd(), device="cpu")
+    detections = _FixedFrontEnd().detect(np.zeros((300, 300, 3), np.uint8), None) * 2
+    full, bare = est.lift(detections), est.lift(detections, rotations=False)
+    for a, b in zip(full, bare, strict=True):
+        np.testing.assert_array_equal(a.joints3d, b.joints3d)
+        np.testing.assert_array_equal(a.keypoints2d, b.keypoints2d)
+        assert b.rotations.shape == (17, 4) and (b.rotations == [0, 0, 0, 1]).all()
+        assert not np.allclose(a.rotations, b.rotations)
+    assert est._numpy_lifter is not None
+    keypoints = np.stack([p.keypoints2d for p in full])
+    joints, rotations = est.lift_keypoints(keypoints)
+    est._numpy_lifter = None
+    torch_joints, torch_rotations = est.lift_keypoints(keypoints)
+    np.testing.assert_allclose(joints, torch_joints, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(rotations, torch_rotations, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(est.lift_joints(keypoints), torch_joints, rtol=0, atol=0)

@@ -556,9 +556,38 @@ def test_joint_rotations_match_the_bone_by_bone_definition_exactly(dtype: torch.
         assert torch.equal(glob, ref_glob), (glob - ref_glob).abs().max()
         assert torch.equal(local, ref_local), (local - ref_local).abs().max()
         assert bool(torch.isfinite(glob).all())
-    # numpy input runs the same code in float64
+    # numpy input runs the numpy twin (test_numpy_twins_match_the_torch_path): float64, equal within rounding
     poses = _degenerate_poses(rng)
-    np.testing.assert_array_equal(K.joint_rotations(poses), _joint_rotations_bone_by_bone(torch.tensor(poses))[0])
+    np.testing.assert_allclose(K.joint_rotations(poses), _joint_rotations_bone_by_bone(torch.tensor(poses))[0],
+                               rtol=0, atol=1e-12)
+
+
+def test_numpy_twins_match_the_torch_path() -> None:
+    """joint_rotations and matrix_to_quaternion run numpy code for numpy input (the node's per-frame path): the
+    torch path's float64 results within rounding, on random, degenerate and nearly folded poses, any batch shape."""
+    rng = np.random.default_rng(5)
+    rest = K.winter_rest_pose()
+    nearly_folded = np.stack([rest] * 4)
+    for k, eps in enumerate((1e-5, 1e-7, 1e-9, 0.0)):  # a left arm folded back by up to 1e-5 off its rest line
+        nearly_folded[k, 12] = rest[11] - (rest[12] - rest[11]) + np.array([0.0, eps, 0.0])
+    for poses in (rng.normal(scale=0.3, size=(500, 17, 3)), _degenerate_poses(rng), nearly_folded,
+                  rng.normal(size=(2, 3, 17, 3)), rng.normal(size=(17, 3))):
+        for frame in ("global", "local"):
+            ours = K.joint_rotations(poses, frame=frame)
+            reference = K.joint_rotations(torch.from_numpy(poses), frame=frame).numpy()
+            assert isinstance(ours, np.ndarray) and ours.shape == reference.shape
+            np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-11)
+        rotations = K.joint_rotations(poses)
+        np.testing.assert_allclose(K.matrix_to_quaternion(rotations),
+                                   K.matrix_to_quaternion(torch.from_numpy(rotations)).numpy(), rtol=0, atol=1e-14)
+    # every Shepperd candidate: half-turns about each axis and random rotations
+    matrices = np.concatenate([np.diag(d)[None] for d in ((1, 1, 1.0), (1, -1, -1.0), (-1, 1, -1.0), (-1, -1, 1.0))]
+                              + [np.asarray(K.axis_angle_to_matrix(rng.normal(size=(300, 3))))])
+    np.testing.assert_allclose(K.matrix_to_quaternion(matrices),
+                               K.matrix_to_quaternion(torch.from_numpy(matrices)).numpy(), rtol=0, atol=1e-14)
+    # float32 in, float32 out (computed in float64); integers give float64
+    assert K.joint_rotations(rest.astype(np.float32)).dtype == np.float32
+    assert K.matrix_to_quaternion(np.eye(3, dtype=np.int64)).dtype == np.float64
 
 
 def test_joint_rotations_constants_do_not_break_autograd_after_inference_mode() -> None:

@@ -61,3 +61,67 @@ def test_batches_and_bad_input() -> None:
         rotations_with_limb_twist(np.zeros((16, 3)))
     with pytest.raises(ValueError, match="NaN"):
         rotations_with_limb_twist(np.full((17, 3), np.nan))
+
+
+def _limb_twist_before_the_numpy_rewrite(joints3d: np.ndarray) -> np.ndarray:
+    """The definition rotations_with_limb_twist had before its numpy rewrite (torch joint rotations, np.cross,
+    einsum, the (I + K + K^2 / (1 + c)) minimal rotation): the reference the rewrite must reproduce."""
+    import torch
+
+    from petr_ros import limb_twist as lt
+
+    def unit(v):
+        n = np.linalg.norm(v, axis=-1, keepdims=True)
+        return np.divide(v, n, out=np.zeros_like(v), where=n > 1e-12)
+
+    def about(axis, angle):
+        x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
+        zero = np.zeros_like(x)
+        k = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], -2)
+        return np.eye(3) + np.sin(angle)[..., None, None] * k + (1 - np.cos(angle))[..., None, None] * (k @ k)
+
+    def minimal(a, b):
+        v, c = np.cross(a, b), (a * b).sum(-1)
+        x, y, z = v[..., 0], v[..., 1], v[..., 2]
+        zero = np.zeros_like(x)
+        k = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], -2)
+        out = np.eye(3) + k + (k @ k) / np.maximum(1.0 + c, 1e-9)[..., None, None]
+        flipped = c < -0.999
+        if flipped.any():
+            out[flipped] = kinematics.minimal_rotation(torch.from_numpy(a[flipped].copy()),
+                                                       torch.from_numpy(b[flipped].copy())).numpy()
+        return out
+
+    joints = np.asarray(joints3d, np.float64)
+    rot = kinematics.joint_rotations(torch.from_numpy(joints)).numpy()
+    bone = unit(joints[..., lt._PROXIMAL, :] - joints[..., lt._PROXIMAL_PARENT, :])
+    child = unit(joints[..., lt._DISTAL, :] - joints[..., lt._PROXIMAL, :])
+    along = (child * bone).sum(-1, keepdims=True)
+    perp = child - along * bone
+    bend = np.arctan2(np.linalg.norm(perp, axis=-1), along[..., 0])
+    proximal = rot[..., lt._PROXIMAL, :, :]
+    current = np.einsum("...ij,...j->...i", proximal, lt._BEND_REST)
+    perp_u = unit(perp)
+    twist = np.arctan2((np.cross(current, perp_u) * bone).sum(-1), (current * perp_u).sum(-1))
+    proximal = about(bone, twist * np.clip(bend / BEND_FULL, 0.0, 1.0)) @ proximal
+    local_dir = np.einsum("...ji,...j->...i", proximal, child)
+    swing = minimal(np.broadcast_to(lt._DISTAL_REST, local_dir.shape), local_dir)
+    swing[np.linalg.norm(local_dir, axis=-1) <= 1e-12] = np.eye(3)
+    rot[..., lt._PROXIMAL, :, :] = proximal
+    rot[..., lt._DISTAL, :, :] = proximal @ swing
+    return rot
+
+
+def test_the_numpy_rewrite_reproduces_the_previous_definition() -> None:
+    rng = np.random.default_rng(3)
+    rest = kinematics.winter_rest_pose(1.7)
+    bent = np.stack([_twisted_arm(t, b)[0] for t, b in ((-1.2, 1.2), (0.6, 0.2), (1.5, 2.5))])
+    degenerate = np.stack([rest] * 3)
+    degenerate[0, 13] = degenerate[0, 12]  # a zero-length forearm
+    degenerate[1, 13] = rest[12] - (rest[13] - rest[12])  # a forearm folded back onto the upper arm
+    degenerate[2, 3] = rest[2] + np.array([0.0, 0.0, 1e-9])  # an almost zero shank
+    for poses in (rng.normal(scale=0.3, size=(400, 17, 3)), bent, degenerate, rest, np.zeros((17, 3)),
+                  rng.normal(size=(2, 3, 17, 3))):
+        np.testing.assert_allclose(rotations_with_limb_twist(poses), _limb_twist_before_the_numpy_rewrite(poses),
+                                   rtol=0, atol=1e-10)
+    assert rotations_with_limb_twist(rest.astype(np.float32)).dtype == np.float64

@@ -68,3 +68,50 @@ def test_lifts_tracks_of_any_age_with_steady_symmetric_bones() -> None:
 def test_refuses_single_frame_lifters() -> None:
     with pytest.raises(TypeError, match="sequence lifter"):
         SequenceTrackLifter(build_lifter(LifterConfig()))
+
+
+@pytest.mark.parametrize("variant", ["bones", "petr"])
+def test_numpy_forward_gives_the_torch_forwards_joints(variant: str) -> None:
+    """NumpySequenceLifter (the CPU inference path) against SequenceLifter.forward in eval mode: windows of any
+    length, young tracks (masked missing frames), single frames; the shipped lifter too."""
+    from petr_ros.model.checkpoint import DEFAULT_LIFTER_PATH, load_lifter
+    from petr_ros.model.lifter import normalize_keypoints_2d
+    from petr_ros.model.temporal import NumpySequenceLifter
+
+    torch.manual_seed(1)
+    cfg = LifterConfig(variant=variant, architecture="sequence", window=9, num_layers=2, d_model=32, nhead=4,
+                       dim_feedforward=48, dropout=0.1)
+    models = [build_lifter(cfg).eval()]
+    if variant == "bones":
+        models.append(load_lifter(DEFAULT_LIFTER_PATH)[0])
+    rng = np.random.default_rng(2)
+    for model in models:
+        fast = NumpySequenceLifter.for_model(model)
+        assert fast is not None
+        window = model.config.window
+        for batch, steps in ((1, window), (3, window), (2, 4), (1, 1), (2, window + 5)):
+            x = normalize_keypoints_2d((rng.normal(size=(batch, steps, 17, 2)) * 40 + 300).astype(np.float32))
+            if steps > 2:
+                x[0, : steps // 2] = 0  # a young track: the first half of its window missing
+            with torch.inference_mode():
+                reference = model(torch.from_numpy(x)).joints3d.numpy()
+            np.testing.assert_allclose(fast(x), reference, rtol=0, atol=2e-5)
+            with torch.inference_mode():
+                reference = model(torch.from_numpy(x[:, -1])).joints3d.numpy()
+            np.testing.assert_allclose(fast(x[:, -1]), reference, rtol=0, atol=2e-5)
+        with pytest.raises(ValueError, match="windows"):
+            fast(np.zeros((2, 17, 3), np.float32))
+    assert NumpySequenceLifter.for_model(build_lifter(LifterConfig())) is None  # a one-token lifter: PyTorch
+    pebrt = LifterConfig(variant="pebrt", architecture="sequence", window=9, num_layers=1, d_model=32)
+    assert NumpySequenceLifter.for_model(build_lifter(pebrt)) is None
+
+
+def test_track_lifter_on_numpy_equals_its_torch_path() -> None:
+    numpy_path, torch_path = _lifter(), _lifter()
+    assert numpy_path._numpy_model is not None
+    torch_path._numpy_model = None  # what a CUDA device would run
+    for t in range(12):
+        histories = [_history(1, 1 + t, seed=t), _history(2, 30 + t, seed=50 + t)]
+        (j_np, q_np), (j_t, q_t) = numpy_path.lift_tracks(histories), torch_path.lift_tracks(histories)
+        np.testing.assert_allclose(j_np, j_t, rtol=0, atol=2e-5)
+        np.testing.assert_allclose(np.abs((q_np * q_t).sum(-1)), 1.0, atol=1e-4)  # the same rotations (q ~ -q)

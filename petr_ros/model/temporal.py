@@ -128,3 +128,129 @@ class SequenceLifter(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return f"variant={c.variant}, window={c.window}, layers={c.num_layers}, d_model={c.d_model}"
+
+
+class NumpySequenceLifter:
+    """A SequenceLifter's inference forward in float32 numpy, for the CPU and a few people a frame.
+
+    The network is tiny (about 0.1 M parameters, some 50 operations a call) and PyTorch's fixed cost per operation
+    (5-10 us) is most of its time on the CPU; numpy's is a fraction of that. Same arithmetic as `forward` in eval
+    mode (dropout off), so the same joints within float32 rounding (tested: 1e-5 m). Made from a copy of the
+    model's weights at construction (an inference snapshot: rebuild it after changing them). Variants 'petr' and
+    'bones'; `for_model` returns None for anything else (PEBRT, a non-ReLU feed-forward), which stays on PyTorch.
+    """
+
+    def __init__(self, model: SequenceLifter) -> None:
+        if not self.supports(model):
+            raise ValueError(f"no numpy forward for {model!r}")
+        self.config = model.config
+
+        def arr(t: Tensor) -> np.ndarray:
+            return t.detach().to("cpu", torch.float32).numpy().copy()
+
+        self._embed_w, self._embed_b = arr(model.embed.weight).T.copy(), arr(model.embed.bias)
+        # forward adds frames_ago[:steps].flip(0): the newest token gets row 0; here the last `steps` rows
+        self._frames_ago_flipped = arr(model.frames_ago)[::-1].copy()
+        self._layers = []
+        for layer in model.encoder.layers:
+            attn = layer.self_attn
+            self._layers.append({
+                "norm1": (arr(layer.norm1.weight), arr(layer.norm1.bias), float(layer.norm1.eps)),
+                "norm2": (arr(layer.norm2.weight), arr(layer.norm2.bias), float(layer.norm2.eps)),
+                "in_w": arr(attn.in_proj_weight).T.copy(), "in_b": arr(attn.in_proj_bias),
+                "out_w": arr(attn.out_proj.weight).T.copy(), "out_b": arr(attn.out_proj.bias),
+                "ff1_w": arr(layer.linear1.weight).T.copy(), "ff1_b": arr(layer.linear1.bias),
+                "ff2_w": arr(layer.linear2.weight).T.copy(), "ff2_b": arr(layer.linear2.bias),
+            })
+        self._heads = int(model.encoder.layers[0].self_attn.num_heads)
+        self._norm = (arr(model.norm.weight), arr(model.norm.bias), float(model.norm.eps))
+        self._head_w, self._head_b = arr(model.head.weight).T.copy(), arr(model.head.bias)
+        self._root_mask = arr(model.root_mask)
+        self._fraction_low, self._fraction_span = arr(model.fraction_low), arr(model.fraction_span)
+        self._mirror = np.asarray(model.mirror)
+        # joint j = sum of the bones on its path from the pelvis: (17, 16) 0/1
+        ancestry = np.zeros((NUM_JOINTS, NUM_BONES), np.float32)
+        for j in range(1, NUM_JOINTS):
+            ancestry[j] = ancestry[PARENTS[j]]
+            ancestry[j, j - 1] = 1.0
+        self._ancestry = ancestry
+
+    @staticmethod
+    def supports(model: nn.Module) -> bool:
+        """Whether `model` is a SequenceLifter this class can run (variant 'petr' or 'bones', ReLU feed-forward)."""
+        if not isinstance(model, SequenceLifter) or model.config.variant not in ("petr", "bones"):
+            return False
+        return all(getattr(layer, "activation_relu_or_gelu", 0) == 1 and layer.norm_first
+                   for layer in model.encoder.layers)
+
+    @classmethod
+    def for_model(cls, model: nn.Module) -> NumpySequenceLifter | None:
+        """The numpy forward of `model` when it runs on the CPU and is supported, else None."""
+        try:
+            on_cpu = next(model.parameters()).device.type == "cpu"
+        except StopIteration:
+            return None
+        return cls(model) if on_cpu and cls.supports(model) else None  # type: ignore[arg-type]
+
+    @staticmethod
+    def _layer_norm(x: np.ndarray, params: tuple[np.ndarray, np.ndarray, float]) -> np.ndarray:
+        weight, bias, eps = params
+        inverse_d = np.float32(1.0 / x.shape[-1])  # sum x 1/d: np.mean's own overhead is twice a sum's
+        centred = x - x.sum(-1, keepdims=True) * inverse_d
+        return centred * (weight / np.sqrt((centred * centred).sum(-1, keepdims=True) * inverse_d + eps)) + bias
+
+    def _attention(self, p: dict, normed: np.ndarray, queries: np.ndarray, masked: np.ndarray | None) -> np.ndarray:
+        """Multi-head self-attention of `queries` (B, Q, d) over `normed` (B, T, d) tokens."""
+        b, t, d = normed.shape
+        h = self._heads
+        hd = d // h
+        kv = normed @ p["in_w"][:, d:] + p["in_b"][d:]
+        q = (queries @ p["in_w"][:, :d] + p["in_b"][:d]) * np.float32(1.0 / np.sqrt(hd))
+        q = q.reshape(b, -1, h, hd).transpose(0, 2, 1, 3)
+        k = kv[..., :d].reshape(b, t, h, hd).transpose(0, 2, 3, 1)
+        v = kv[..., d:].reshape(b, t, h, hd).transpose(0, 2, 1, 3)
+        scores = q @ k  # (B, h, Q, T)
+        if masked is not None:
+            scores = np.where(masked[:, None, None, :], np.float32(-np.inf), scores)
+        scores = np.exp(scores - scores.max(-1, keepdims=True))
+        weights = scores / scores.sum(-1, keepdims=True)
+        out = (weights @ v).transpose(0, 2, 1, 3).reshape(b, -1, d)
+        return out @ p["out_w"] + p["out_b"]
+
+    def _feed_forward(self, p: dict, x: np.ndarray) -> np.ndarray:
+        return np.maximum(x @ p["ff1_w"] + p["ff1_b"], 0.0) @ p["ff2_w"] + p["ff2_b"]
+
+    def __call__(self, keypoints: np.ndarray) -> np.ndarray:
+        """(B, T, 17, 2) normalised windows (or (B, 17, 2) frames), float32 -> the last frames' joints (B, 17, 3)."""
+        x = np.asarray(keypoints, np.float32)
+        if x.ndim == 3:
+            x = x[:, None]
+        if x.ndim != 4 or x.shape[2:] != (NUM_JOINTS, 2) or x.shape[1] < 1:
+            raise ValueError(f"sequence lifter input must be normalised keypoint windows (B, T, {NUM_JOINTS}, 2) or "
+                             f"frames (B, {NUM_JOINTS}, 2), got {x.shape}")
+        x = x[:, -self.config.window:]
+        b, steps = x.shape[:2]
+        flat = x.reshape(b, steps, NUM_JOINTS * 2)
+        valid = (flat != 0).any(-1)
+        valid[:, -1] = True
+        masked = None if valid.all() else ~valid
+        tokens = flat @ self._embed_w + self._embed_b + self._frames_ago_flipped[-steps:]
+        for p in self._layers[:-1]:
+            normed = self._layer_norm(tokens, p["norm1"])
+            tokens = tokens + self._attention(p, normed, normed, masked)
+            tokens = tokens + self._feed_forward(p, self._layer_norm(tokens, p["norm2"]))
+        p = self._layers[-1]  # the last layer: the last token only (as _last_token_layer)
+        normed = self._layer_norm(tokens, p["norm1"])
+        last = tokens[:, -1:] + self._attention(p, normed, normed[:, -1:], masked)
+        last = last + self._feed_forward(p, self._layer_norm(last, p["norm2"]))
+        raw = self._layer_norm(last[:, 0], self._norm) @ self._head_w + self._head_b
+        if self.config.variant == "petr":
+            return np.tanh(raw).reshape(-1, NUM_JOINTS, 3) * np.float32(self.config.output_scale) * self._root_mask
+        directions = raw[:, : NUM_BONES * 3].reshape(-1, NUM_BONES, 3)
+        directions = directions / np.maximum(np.sqrt((directions * directions).sum(-1, keepdims=True)), 1e-6)
+        low, high = STATURE_SPAN
+        stature = self.config.body_height * (low + (high - low) / (1.0 + np.exp(-raw[:, -1:])))
+        fraction = self._fraction_low + self._fraction_span / (1.0 + np.exp(-raw[:, NUM_BONES * 3 : NUM_BONES * 4]))
+        fraction = 0.5 * (fraction + fraction[:, self._mirror])
+        bones = directions * (stature * fraction)[..., None]
+        return (self._ancestry @ bones).astype(np.float32, copy=False)
