@@ -219,7 +219,10 @@ class FramePipeline:
         s = self._settings
         report = FrameReport()
         clock = _StageClock(report.timings_s)
-        poses = self.estimator.estimate(rgb, boxes)
+        # Only a lifter that reads the past needs the 2D histories (the single-frame one keeps the frame's own lift);
+        # it lifts every person again and derives the rotations it publishes, so the frame's own are not computed.
+        temporal = not isinstance(self.lifter, SingleFrameLifter)
+        poses = self.estimator.estimate(rgb, boxes, rotations=not temporal)
         report.detected = len(poses)
         clock.lap("estimate")
         height, width = rgb.shape[:2]
@@ -228,8 +231,6 @@ class FramePipeline:
         report.dropped_over_max = max(0, len(poses) - s.max_persons)
         poses = poses[: s.max_persons]
         clock.lap("reject")
-        # Only a lifter that reads the past needs the 2D histories (the single-frame one keeps the frame's own lift).
-        temporal = not isinstance(self.lifter, SingleFrameLifter)
         with self._lock:
             s = self._settings  # configure() may have run meanwhile: the state below matches these settings
             if s.tracking:
