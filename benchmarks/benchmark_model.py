@@ -151,8 +151,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    ap.add_argument("--only", nargs="+", default=["stages", "3d", "runtimes", "functional"],
-                    choices=["stages", "3d", "runtimes", "functional"], help="sections to run")
+    ap.add_argument("--only", nargs="+", default=["stages", "3d", "runtimes", "functional", "mediapipe"],
+                    choices=["stages", "3d", "runtimes", "functional", "mediapipe"], help="sections to run")
+    ap.add_argument("--frames", type=int, default=60, help="video frames for --only mediapipe")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -187,6 +188,8 @@ def main() -> None:
 
     if "3d" in args.only:
         three_d_half(est, args.repeats)
+    if "mediapipe" in args.only:
+        mediapipe_path(args.frames)
     if "runtimes" in args.only and device.type == "cpu":
         cpu_runtimes(hrnet, args.batches, args.repeats)
     if "stages" in args.only:
@@ -271,26 +274,121 @@ def functional_comparison(hrnet: torch.nn.Module, device: torch.device, args: ar
 
 
 def three_d_half(est: PoseEstimator, repeats: int) -> None:
-    """The 3D half of a frame per person (issue 13 target: at most 1 ms per person on the CPU): COCO->H3.6M,
-    normalisation, the lifter batched over the people, joint rotations, quaternions, PersonPose objects."""
+    """The 3D half of a frame per person (issue 13 target: at most 1 ms per person on the CPU), as the pipeline
+    runs it with the shipped sequence lifter: the estimator's single-frame lift without rotations (its joints feed
+    the ghost filter's 3D checks; `FramePipeline` asks for no rotations there) + the track lift
+    (`SequenceTrackLifter.lift_tracks`: the window of each track, the lifter, bone lengths, joint rotations with
+    the limb twist, quaternions). Also the one-token lifter of `est` through `estimator.lift` with rotations."""
+    from collections import deque
+
     from petr_ros.frontends import Detection2D
+    from petr_ros.pipeline import TrackHistory
+    from petr_ros.sequence_lifting import SequenceTrackLifter
 
     rng = np.random.default_rng(1)
     rest = kinematics.winter_rest_pose()
-    print(f"\n3D half (estimator.lift) per frame, median of {max(repeats, 50)} runs (best in brackets), "
-          f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}")
-    print(f"{'people':>6} {'ms/frame':>9} {'ms/person':>10} {'of which joint rotations':>25}")
+    shipped = PoseEstimator(frontend=est.frontend, device="cpu")  # the shipped sequence lifter
+    tracks = SequenceTrackLifter(shipped.lifter)
+    n = max(repeats, 50)
+    print(f"\n3D half per frame with the shipped {shipped.checkpoint.config.architecture} lifter, median of {n} runs "
+          f"(best in brackets), {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}; "
+          f"network on {'numpy' if tracks._numpy_model is not None else 'PyTorch'}")
+    print(f"{'people':>6} {'single-frame lift':>18} {'track lift':>12} {'3D half ms/frame':>17} "
+          f"{'ms/person (best)':>17} {'one-token lift+rot ms/person':>29}")
     for people in (1, 2, 4, 8):
-        detections = []
-        for _ in range(people):
+        detections, histories = [], []
+        for pid in range(people):
             coco = rng.uniform(200, 400, size=(17, 2)) + rest[:17, :2] * 100
             detections.append(Detection2D(keypoints=coco, scores=rng.uniform(0.5, 1.0, 17), box=[0, 0, 640, 480]))
-        t_half, _ = timed(lambda d=detections: est.lift(d), torch.device("cpu"), max(repeats, 50), warmup=5)
-        best_half = BEST["ms"]
-        joints = torch.from_numpy(rng.normal(scale=0.3, size=(people, 17, 3)).astype(np.float32))
-        with torch.inference_mode():
-            t_rot, _ = timed(lambda j=joints: kinematics.joint_rotations(j), torch.device("cpu"), max(repeats, 50))
-        print(f"{people:>6} {t_half:9.3f} {t_half / people:10.3f} ({best_half / people:.3f}) {t_rot:16.3f} ms/frame")
+            frames = tracks.history_length  # a settled track: a full history, bone lengths known
+            kps = [(rest[:, :2] * 200 + 300 + rng.normal(0, 3, (17, 2))).astype(np.float32) for _ in range(frames)]
+            conf = [np.full(17, 0.9, np.float32) for _ in range(frames)]
+            histories.append(TrackHistory(pid, deque(np.arange(frames) / 30.0), deque(kps), deque(conf), None))
+        for _ in range(200):  # the bone-length estimators settle (history full; medians every 5th frame)
+            tracks.lift_tracks(histories)
+        single, track, whole, token = [], [], [], []
+        for _ in range(5):
+            shipped.lift(detections, rotations=False)
+            est.lift(detections)
+        for _ in range(n):  # interleaved: the load hits all alike
+            t0 = time.perf_counter()
+            shipped.lift(detections, rotations=False)
+            t1 = time.perf_counter()
+            tracks.lift_tracks(histories)
+            t2 = time.perf_counter()
+            est.lift(detections)
+            t3 = time.perf_counter()
+            single.append((t1 - t0) * 1e3)
+            track.append((t2 - t1) * 1e3)
+            whole.append((t2 - t0) * 1e3)
+            token.append((t3 - t2) * 1e3)
+        med = statistics.median
+        print(f"{people:>6} {med(single):18.3f} {med(track):12.3f} {med(whole):17.3f} "
+              f"{med(whole) / people:10.3f} ({min(whole) / people:.3f}) {med(token) / people:29.3f}")
+
+
+def mediapipe_path(frames: int) -> None:
+    """The default path (FramePipeline with the MediaPipe front end, default settings) per frame of the Sports2D
+    video at 960x540, against the sum of its models' own forward times: every MediaPipe graph call (person
+    detector, landmark model; each graph's own pre/post-processing included, as it cannot be separated) timed
+    where the front end makes it. Issue 13's target: frame cost at most 1.2x that sum."""
+    from mediapipe.python.solution_base import SolutionBase
+
+    from petr_ros.pipeline import FramePipeline, PipelineSettings
+
+    video = ASSETS / "sports2d_demo.mp4"
+    cap = cv2.VideoCapture(str(video))
+    images = []
+    while len(images) < frames + 5:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        images.append(cv2.cvtColor(cv2.resize(bgr, (960, 540)), cv2.COLOR_BGR2RGB))
+    if not images:
+        raise SystemExit(f"cannot read {video}: run scripts/fetch_assets.sh")
+    model_s: list[float] = []
+    original = SolutionBase.process
+
+    def timed_process(self, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        t0 = time.perf_counter()
+        try:
+            return original(self, *a, **k)
+        finally:
+            model_s.append(time.perf_counter() - t0)
+
+    med = statistics.median
+    # the default (landmark models of several people run concurrently, so their calls' times overlap and may sum to
+    # more than the frame), then one worker: the calls one after the other, the plain overhead ratio
+    for workers in (None, 1):
+        options = {} if workers is None else {"workers": workers}
+        estimator = PoseEstimator(backend="mediapipe", frontend_options=options)
+        estimator.warmup()
+        pipeline = FramePipeline(PipelineSettings(backend="mediapipe"), estimator=estimator)
+        SolutionBase.process = timed_process
+        try:
+            frame_ms, models_ms, people, lift_ms = [], [], [], []
+            for i, image in enumerate(images):
+                model_s.clear()
+                t0 = time.perf_counter()
+                results = pipeline.process(image, i / 30.0)
+                elapsed = time.perf_counter() - t0
+                if i < 5:
+                    continue  # warm-up: graphs start, tracks form
+                frame_ms.append(elapsed * 1e3)
+                models_ms.append(sum(model_s) * 1e3)
+                people.append(len(results))
+                lift_ms.append(pipeline.last_report.timings_s["lift"] * 1e3)
+        finally:
+            SolutionBase.process = original
+            pipeline.close()
+        used = getattr(estimator.frontend, "workers", 1)
+        print(f"\ndefault MediaPipe path{'' if workers is None else ' with workers=1'} on {len(frame_ms)} frames of "
+              f"{video.name} at 960x540 ({np.mean(people):.2f} people a frame; {used} landmark worker(s); "
+              f"{torch.get_num_threads()} PyTorch thread(s)), load average {os.getloadavg()[0]:.2f}:")
+        print(f"  frame (FramePipeline.process) median {med(frame_ms):.1f} ms, mean {np.mean(frame_ms):.1f} ms; "
+              f"its models' forward calls median {med(models_ms):.1f} ms, mean {np.mean(models_ms):.1f} ms; "
+              f"frame / models {sum(frame_ms) / sum(models_ms):.2f}x (target <= 1.2x); "
+              f"track lift stage median {med(lift_ms):.2f} ms")
 
 
 def cpu_runtimes(hrnet: torch.nn.Module, batches: list[int], repeats: int) -> None:

@@ -134,10 +134,14 @@ class NumpySequenceLifter:
     """A SequenceLifter's inference forward in float32 numpy, for the CPU and a few people a frame.
 
     The network is tiny (about 0.1 M parameters, some 50 operations a call) and PyTorch's fixed cost per operation
-    (5-10 us) is most of its time on the CPU; numpy's is a fraction of that. Same arithmetic as `forward` in eval
-    mode (dropout off), so the same joints within float32 rounding (tested: 1e-5 m). Made from a copy of the
-    model's weights at construction (an inference snapshot: rebuild it after changing them). Variants 'petr' and
-    'bones'; `for_model` returns None for anything else (PEBRT, a non-ReLU feed-forward), which stays on PyTorch.
+    (5-10 us) is most of its time on the CPU; numpy's is a fraction of that. The same function as `forward` in
+    eval mode (dropout off), rearranged: each LayerNorm's scale and shift folded into the linear layer it feeds,
+    the 1/sqrt(head size) into the queries; a window holding one frame (a single-frame lift, a new track) skips
+    the attention (softmax over one key is 1: the value projection); one track's missing frames are dropped
+    rather than masked (they are never attended). So the same joints within float32 rounding (tested: 2e-5 m).
+    Made from a copy of the model's weights at construction (an inference snapshot: rebuild it after changing
+    them). Variants 'petr' and 'bones'; `for_model` returns None for anything else (PEBRT, a non-ReLU
+    feed-forward), which stays on PyTorch.
     """
 
     def __init__(self, model: SequenceLifter) -> None:
@@ -146,27 +150,44 @@ class NumpySequenceLifter:
         self.config = model.config
 
         def arr(t: Tensor) -> np.ndarray:
-            return t.detach().to("cpu", torch.float32).numpy().copy()
+            return t.detach().to("cpu", torch.float64).numpy().copy()
 
-        self._embed_w, self._embed_b = arr(model.embed.weight).T.copy(), arr(model.embed.bias)
+        def folded(norm: nn.LayerNorm, weight: Tensor, bias: Tensor) -> tuple[np.ndarray, np.ndarray]:
+            """(z * gamma + beta) @ W^T + b = z @ (gamma W^T) + (beta W^T + b), in float64, stored as float32."""
+            w = arr(weight).T
+            return ((arr(norm.weight)[:, None] * w).astype(np.float32),
+                    (arr(norm.bias) @ w + arr(bias)).astype(np.float32))
+
+        def f32(t: Tensor | np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(arr(t) if isinstance(t, Tensor) else t, dtype=np.float32)
+
+        d = model.config.d_model
+        self._heads = int(model.encoder.layers[0].self_attn.num_heads)
+        query_scale = np.ones(3 * d)
+        query_scale[:d] = 1.0 / np.sqrt(d // self._heads)
+        self._embed_w, self._embed_b = f32(arr(model.embed.weight).T), f32(model.embed.bias)
         # forward adds frames_ago[:steps].flip(0): the newest token gets row 0; here the last `steps` rows
-        self._frames_ago_flipped = arr(model.frames_ago)[::-1].copy()
+        self._frames_ago_flipped = f32(arr(model.frames_ago)[::-1])
         self._layers = []
         for layer in model.encoder.layers:
             attn = layer.self_attn
+            in_w, in_b = folded(layer.norm1, attn.in_proj_weight, attn.in_proj_bias)
+            out_w, out_b = arr(attn.out_proj.weight).T, arr(attn.out_proj.bias)
+            # one key: attention output = value projection, then out_proj: one matmul (from the normed token)
+            v_w, v_b = in_w[:, 2 * d:].astype(np.float64), in_b[2 * d:].astype(np.float64)
+            ff1_w, ff1_b = folded(layer.norm2, layer.linear1.weight, layer.linear1.bias)
             self._layers.append({
-                "norm1": (arr(layer.norm1.weight), arr(layer.norm1.bias), float(layer.norm1.eps)),
-                "norm2": (arr(layer.norm2.weight), arr(layer.norm2.bias), float(layer.norm2.eps)),
-                "in_w": arr(attn.in_proj_weight).T.copy(), "in_b": arr(attn.in_proj_bias),
-                "out_w": arr(attn.out_proj.weight).T.copy(), "out_b": arr(attn.out_proj.bias),
-                "ff1_w": arr(layer.linear1.weight).T.copy(), "ff1_b": arr(layer.linear1.bias),
-                "ff2_w": arr(layer.linear2.weight).T.copy(), "ff2_b": arr(layer.linear2.bias),
+                "eps1": float(layer.norm1.eps), "eps2": float(layer.norm2.eps),
+                "in_w": f32(in_w * query_scale), "in_b": f32(in_b * query_scale),
+                "out_w": f32(out_w), "out_b": f32(out_b),
+                "value_out_w": f32(v_w @ out_w), "value_out_b": f32(v_b @ out_w + out_b),
+                "ff1_w": ff1_w, "ff1_b": ff1_b,
+                "ff2_w": f32(arr(layer.linear2.weight).T), "ff2_b": f32(layer.linear2.bias),
             })
-        self._heads = int(model.encoder.layers[0].self_attn.num_heads)
-        self._norm = (arr(model.norm.weight), arr(model.norm.bias), float(model.norm.eps))
-        self._head_w, self._head_b = arr(model.head.weight).T.copy(), arr(model.head.bias)
-        self._root_mask = arr(model.root_mask)
-        self._fraction_low, self._fraction_span = arr(model.fraction_low), arr(model.fraction_span)
+        self._norm_eps = float(model.norm.eps)
+        self._head_w, self._head_b = folded(model.norm, model.head.weight, model.head.bias)
+        self._root_mask = f32(model.root_mask)
+        self._fraction_low, self._fraction_span = f32(model.fraction_low), f32(model.fraction_span)
         self._mirror = np.asarray(model.mirror)
         # joint j = sum of the bones on its path from the pelvis: (17, 16) 0/1
         ancestry = np.zeros((NUM_JOINTS, NUM_BONES), np.float32)
@@ -193,32 +214,38 @@ class NumpySequenceLifter:
         return cls(model) if on_cpu and cls.supports(model) else None  # type: ignore[arg-type]
 
     @staticmethod
-    def _layer_norm(x: np.ndarray, params: tuple[np.ndarray, np.ndarray, float]) -> np.ndarray:
-        weight, bias, eps = params
+    def _standardise(x: np.ndarray, eps: float) -> np.ndarray:
+        """LayerNorm without its scale and shift (folded into the next linear layer)."""
         inverse_d = np.float32(1.0 / x.shape[-1])  # sum x 1/d: np.mean's own overhead is twice a sum's
         centred = x - x.sum(-1, keepdims=True) * inverse_d
-        return centred * (weight / np.sqrt((centred * centred).sum(-1, keepdims=True) * inverse_d + eps)) + bias
+        return centred / np.sqrt((centred * centred).sum(-1, keepdims=True) * inverse_d + eps)
 
-    def _attention(self, p: dict, normed: np.ndarray, queries: np.ndarray, masked: np.ndarray | None) -> np.ndarray:
-        """Multi-head self-attention of `queries` (B, Q, d) over `normed` (B, T, d) tokens."""
+    def _attention(self, p: dict, normed: np.ndarray, last_only: bool, masked: np.ndarray | None) -> np.ndarray:
+        """Multi-head self-attention over `normed` (B, T, d) tokens, for every token or the last one only."""
         b, t, d = normed.shape
         h = self._heads
         hd = d // h
-        kv = normed @ p["in_w"][:, d:] + p["in_b"][d:]
-        q = (queries @ p["in_w"][:, :d] + p["in_b"][:d]) * np.float32(1.0 / np.sqrt(hd))
+        if t == 1:
+            return normed @ p["value_out_w"] + p["value_out_b"]
+        if last_only:
+            kv = normed @ p["in_w"][:, d:] + p["in_b"][d:]
+            q = normed[:, -1:] @ p["in_w"][:, :d] + p["in_b"][:d]
+        else:
+            qkv = normed @ p["in_w"] + p["in_b"]
+            q, kv = qkv[..., :d], qkv[..., d:]
         q = q.reshape(b, -1, h, hd).transpose(0, 2, 1, 3)
         k = kv[..., :d].reshape(b, t, h, hd).transpose(0, 2, 3, 1)
         v = kv[..., d:].reshape(b, t, h, hd).transpose(0, 2, 1, 3)
-        scores = q @ k  # (B, h, Q, T)
+        scores = q @ k  # (B, h, Q, T), already scaled by 1/sqrt(hd) (folded into the queries)
         if masked is not None:
             scores = np.where(masked[:, None, None, :], np.float32(-np.inf), scores)
         scores = np.exp(scores - scores.max(-1, keepdims=True))
-        weights = scores / scores.sum(-1, keepdims=True)
-        out = (weights @ v).transpose(0, 2, 1, 3).reshape(b, -1, d)
+        out = ((scores / scores.sum(-1, keepdims=True)) @ v).transpose(0, 2, 1, 3).reshape(b, -1, d)
         return out @ p["out_w"] + p["out_b"]
 
     def _feed_forward(self, p: dict, x: np.ndarray) -> np.ndarray:
-        return np.maximum(x @ p["ff1_w"] + p["ff1_b"], 0.0) @ p["ff2_w"] + p["ff2_b"]
+        hidden = np.maximum(self._standardise(x, p["eps2"]) @ p["ff1_w"] + p["ff1_b"], 0.0)
+        return hidden @ p["ff2_w"] + p["ff2_b"]
 
     def __call__(self, keypoints: np.ndarray) -> np.ndarray:
         """(B, T, 17, 2) normalised windows (or (B, 17, 2) frames), float32 -> the last frames' joints (B, 17, 3)."""
@@ -231,19 +258,23 @@ class NumpySequenceLifter:
         x = x[:, -self.config.window:]
         b, steps = x.shape[:2]
         flat = x.reshape(b, steps, NUM_JOINTS * 2)
-        valid = (flat != 0).any(-1)
-        valid[:, -1] = True
-        masked = None if valid.all() else ~valid
         tokens = flat @ self._embed_w + self._embed_b + self._frames_ago_flipped[-steps:]
+        masked = None
+        if steps > 1:
+            valid = (flat != 0).any(-1)
+            valid[:, -1] = True
+            if not valid.all():
+                if b == 1:  # one track: its missing frames are never attended, so they can go
+                    tokens = tokens[:, valid[0]]
+                else:
+                    masked = ~valid
         for p in self._layers[:-1]:
-            normed = self._layer_norm(tokens, p["norm1"])
-            tokens = tokens + self._attention(p, normed, normed, masked)
-            tokens = tokens + self._feed_forward(p, self._layer_norm(tokens, p["norm2"]))
+            tokens = tokens + self._attention(p, self._standardise(tokens, p["eps1"]), False, masked)
+            tokens = tokens + self._feed_forward(p, tokens)
         p = self._layers[-1]  # the last layer: the last token only (as _last_token_layer)
-        normed = self._layer_norm(tokens, p["norm1"])
-        last = tokens[:, -1:] + self._attention(p, normed, normed[:, -1:], masked)
-        last = last + self._feed_forward(p, self._layer_norm(last, p["norm2"]))
-        raw = self._layer_norm(last[:, 0], self._norm) @ self._head_w + self._head_b
+        last = tokens[:, -1:] + self._attention(p, self._standardise(tokens, p["eps1"]), True, masked)
+        last = last + self._feed_forward(p, last)
+        raw = self._standardise(last[:, 0], self._norm_eps) @ self._head_w + self._head_b
         if self.config.variant == "petr":
             return np.tanh(raw).reshape(-1, NUM_JOINTS, 3) * np.float32(self.config.output_scale) * self._root_mask
         directions = raw[:, : NUM_BONES * 3].reshape(-1, NUM_BONES, 3)
