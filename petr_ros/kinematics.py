@@ -8,7 +8,10 @@ Conventions (docs/design.md, "Frames", "Rotations", "Winter"):
 
 Every public function takes numpy arrays or torch tensors and returns the same kind. The torch path is batched,
 differentiable and keeps device and dtype; numpy input is computed with the very same code in float64 (through
-torch on the CPU) and returned as numpy in the input's floating dtype (float64 for integer input). Bad input
+torch on the CPU) and returned as numpy in the input's floating dtype (float64 for integer input), except
+joint_rotations and matrix_to_quaternion (the node's per-frame path), whose numpy input runs float64 numpy twins
+of the same arithmetic (the torch path's result within 1e-11: torch's fixed cost per operation, not the
+arithmetic, was most of their time for a few people). Bad input
 (wrong shape, NaN/inf, empty batch) raises ValueError naming the offending shape.
 """
 
@@ -566,14 +569,16 @@ def _perpendicular_np(a: np.ndarray) -> np.ndarray:
 
 
 def _minimal_rotation_terms_np(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Constants of minimal rotations from fixed unit directions a (n, 3): (a, its perpendiculars, (n, 3, 4)
-    matrices M with b^T M = ((a x b)^T, a.b): the cross and dot products in one matmul)."""
+    """Constants of minimal rotations from fixed unit directions a (n, 3): (a, its perpendiculars, (n, 3, 13)
+    matrices M with b^T M = ((a x b)^T, a.b, [a x b]x row-major): everything linear in b in one matmul)."""
     a = np.asarray(a, np.float64)
     skew = np.zeros(a.shape[:-1] + (3, 3))
     skew[..., 0, 1], skew[..., 0, 2], skew[..., 1, 2] = -a[..., 2], a[..., 1], -a[..., 0]
     skew[..., 1, 0], skew[..., 2, 0], skew[..., 2, 1] = a[..., 2], -a[..., 1], a[..., 0]
-    # (a x b)_i = sum_j skew_ij b_j: column i of M is row i of skew; column 3 is a
-    return a, _perpendicular_np(a), np.concatenate((np.swapaxes(skew, -1, -2), a[..., :, None]), axis=-1)
+    cross = np.swapaxes(skew, -1, -2)  # (a x b)_i = sum_j skew_ij b_j: column i of M is row i of skew
+    # [v]x entries v[_NP_SKEW_INDEX] * _NP_SKEW_SIGN, each a column of `cross` (signed)
+    skew_of_cross = cross[..., _NP_SKEW_INDEX] * _NP_SKEW_SIGN
+    return a, _perpendicular_np(a), np.concatenate((cross, a[..., :, None], skew_of_cross), axis=-1)
 
 
 def _minimal_rotation_of_unit_np(terms: tuple[np.ndarray, np.ndarray, np.ndarray], b: np.ndarray,
@@ -585,13 +590,14 @@ def _minimal_rotation_of_unit_np(terms: tuple[np.ndarray, np.ndarray, np.ndarray
     one formula, well conditioned at every angle, where the torch twin needs two branches (the same rotation).
     With v = a x b it is (1 - w) I + [v]x + (w / |v|^2) v v^T, w = b.b - cos (w = 0 for a zero b: the identity).
     """
-    _, a_perpendicular, cross_dot = terms
-    vc = (b[..., None, :] @ cross_dot)[..., 0, :]
-    v, c = vc[..., :3], vc[..., 3]
+    _, a_perpendicular, linear = terms
+    terms_of_b = (b[..., None, :] @ linear)[..., 0, :]
+    v, c = terms_of_b[..., :3], terms_of_b[..., 3]
     vn2 = (v * v).sum(-1)
     w = b_squared - c
     if vn2.min() > 1e-12:  # every b well away from +-a (nearly always): the axis is v itself
-        out = _skew_np(v) + (w / vn2)[..., None, None] * (v[..., :, None] * v[..., None, :])
+        out = terms_of_b[..., 4:].reshape(v.shape[:-1] + (3, 3)) + (w / vn2)[..., None, None] * (
+            v[..., :, None] * v[..., None, :])
         out[..., _NP_DIAGONAL, _NP_DIAGONAL] += (1.0 - w)[..., None]
         return out
     has_axis = vn2 > 1e-30

@@ -37,6 +37,7 @@ _DISTAL_REST = kinematics.REST_DIRECTIONS[_DISTAL]
 assert all(PARENTS[d] == p and sum(q == p for q in PARENTS) == 1 for p, d in zip(_PROXIMAL, _DISTAL, strict=True))
 
 
+_LIMB_ENDS, _LIMB_STARTS = np.array(_PROXIMAL + _DISTAL), np.array(_PROXIMAL_PARENT + _PROXIMAL)
 _DISTAL_TERMS = kinematics._minimal_rotation_terms_np(_DISTAL_REST)
 _EYE = np.eye(3)
 
@@ -62,8 +63,8 @@ def rotations_with_limb_twist(joints3d: np.ndarray) -> np.ndarray:
     joints = check_points(joints3d, "joints3d", joints=NUM_JOINTS, dims=3).astype(np.float64, copy=False)
     rot = kinematics._joint_rotations_np(joints)[0]
     # the four limbs at once, along a limb axis of length 4
-    bone = _unit(joints[..., _PROXIMAL, :] - joints[..., _PROXIMAL_PARENT, :])
-    child = _unit(joints[..., _DISTAL, :] - joints[..., _PROXIMAL, :])
+    both = _unit(joints[..., _LIMB_ENDS, :] - joints[..., _LIMB_STARTS, :])  # proximal then distal bones
+    bone, child = both[..., :4, :], both[..., 4:, :]
     along = (child * bone).sum(-1, keepdims=True)
     perp = child - along * bone
     perp_norm = np.sqrt((perp * perp).sum(-1))
