@@ -6,7 +6,8 @@
 Per frame the pipeline's SequenceTrackLifter builds each person's window from the track history, runs the
 sequence lifter once for all people, rebuilds each pose with that person's bone lengths and derives the joint
 rotations (limb twist) and quaternions. Printed: milliseconds per call and per person (median over repeats),
-split into the network alone and the whole step, and for comparison the one-token single-frame lift of the
+split into the network alone (PyTorch, and the numpy forward the step runs on the CPU) and the whole step, and
+for comparison the one-token single-frame lift of the
 same people (network + minimal-twist rotations, as PoseEstimator.lift_keypoints does it).
 """
 
@@ -75,7 +76,8 @@ def main() -> int:
     print(f"lifter {args.lifter}: {ckpt.config.architecture}/{ckpt.config.variant}, window {ckpt.config.window}, "
           f"{sum(p.numel() for p in model.parameters()):,} parameters; {args.threads} thread(s)")
     print("milliseconds, median (minimum) over the repeats")
-    print(f"{'people':>6s} {'network':>14s} {'whole step':>14s} {'per person':>14s} {'one-token lift':>15s}")
+    print(f"{'people':>6s} {'network torch':>14s} {'network numpy':>14s} {'whole step':>14s} {'per person':>14s} "
+          f"{'one-token lift':>15s}")
     for people in args.people:
         histories = _histories(people, lifter.history_length)
         windows = torch.from_numpy(normalize_keypoints_2d(lifter.windows(histories)))
@@ -90,13 +92,17 @@ def main() -> int:
                 kinematics.matrix_to_quaternion(kinematics.joint_rotations(single(f).joints3d))
 
         net = _median_ms(network, args.repeats)
+        fast = lifter._numpy_model
+        net_np = (_median_ms(lambda w=windows.numpy(), f=fast: f(w), args.repeats) if fast is not None
+                  else (float("nan"), float("nan")))
         whole = _median_ms(lambda h=histories: lifter.lift_tracks(h), args.repeats)
         old = _median_ms(one_token, args.repeats)
 
         def cell(ms: tuple[float, float], per: int = 1) -> str:
             return f"{ms[0] / per:.2f} ({ms[1] / per:.2f})"
 
-        print(f"{people:6d} {cell(net):>14s} {cell(whole):>14s} {cell(whole, people):>14s} {cell(old):>15s}")
+        print(f"{people:6d} {cell(net):>14s} {cell(net_np):>14s} {cell(whole):>14s} {cell(whole, people):>14s} "
+              f"{cell(old):>15s}")
     return 0
 
 
