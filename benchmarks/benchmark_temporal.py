@@ -92,8 +92,8 @@ def main() -> int:
                 kinematics.matrix_to_quaternion(kinematics.joint_rotations(single(f).joints3d))
 
         net = _median_ms(network, args.repeats)
-        fast = lifter._numpy_model
-        net_np = (_median_ms(lambda w=windows.numpy(), f=fast: f(w), args.repeats) if fast is not None
+        fast, numpy_windows = lifter._numpy_model, windows.numpy()
+        net_np = (_median_ms(lambda w=numpy_windows, f=fast: f(w), args.repeats) if fast is not None
                   else (float("nan"), float("nan")))
         whole = _median_ms(lambda h=histories: lifter.lift_tracks(h), args.repeats)
         old = _median_ms(one_token, args.repeats)
