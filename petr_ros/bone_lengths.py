@@ -105,6 +105,18 @@ def plausible_bone_lengths(lengths: np.ndarray, symmetric: bool = True, anthropo
     return out
 
 
+def _ancestry() -> np.ndarray:
+    """(17, 16): 1 where bone b lies on joint j's path from the pelvis."""
+    out = np.zeros((NUM_JOINTS, NUM_BONES))
+    for j in range(1, NUM_JOINTS):  # parents come before children
+        out[j] = out[PARENTS[j]]
+        out[j, j - 1] = 1.0
+    return out
+
+
+_ANCESTRY = _ancestry()
+
+
 def with_bone_lengths(joints3d: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Rebuild (..., 17, 3) poses with the given (..., 16) bone lengths along their own bone directions.
 
@@ -120,11 +132,8 @@ def with_bone_lengths(joints3d: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     directions = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 1e-9)
     scaled = directions * lengths[..., None]
-    out = np.empty(np.broadcast_shapes(joints.shape, scaled.shape[:-2] + (NUM_JOINTS, 3)))
-    out[..., 0, :] = joints[..., 0, :]
-    for j in range(1, NUM_JOINTS):  # parents come before children
-        out[..., j, :] = out[..., PARENTS[j], :] + scaled[..., j - 1, :]
-    return out
+    # each joint = the pelvis + the bones on its path from it (one matmul, not a Python loop over the joints)
+    return joints[..., :1, :] + _ANCESTRY @ scaled
 
 
 def _nanmedian_or_nan(rows: np.ndarray) -> np.ndarray:
