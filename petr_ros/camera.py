@@ -77,6 +77,29 @@ class Intrinsics:
         return cls(fx=f, fy=f, cx=(width - 1) / 2.0, cy=(height - 1) / 2.0, width=width, height=height)
 
 
+# Intrinsics accepted only with a pinhole field of view in this range (degrees, each axis) and the principal point
+# at most this fraction of the image size outside it: fx = 1e-9 or 1e12 would place people at 1e11 m.
+FOV_RANGE_DEG = (1.0, 170.0)
+PRINCIPAL_POINT_MARGIN = 0.5
+
+
+def intrinsics_error(k: Intrinsics, width: int, height: int) -> str | None:
+    """Why intrinsics `k` are implausible for a `width` x `height` image (None when plausible): a pinhole field of
+    view outside FOV_RANGE_DEG on either axis, or the principal point far outside the image (non-finite or
+    non-positive values cannot make an `Intrinsics`)."""
+    lo, hi = FOV_RANGE_DEG
+    for axis, size, f in (("horizontal", width, k.fx), ("vertical", height, k.fy)):
+        fov = math.degrees(2.0 * math.atan(size / (2.0 * f)))
+        if not lo <= fov <= hi:
+            return (f"{axis} field of view {fov:.3g} deg (f={f:.6g} px for {size} px) is outside "
+                    f"[{lo:g}, {hi:g}] deg")
+    m = PRINCIPAL_POINT_MARGIN
+    if not (-m * width <= k.cx <= (1 + m) * width and -m * height <= k.cy <= (1 + m) * height):
+        return (f"principal point ({k.cx:.6g}, {k.cy:.6g}) px lies far outside the {width}x{height} image "
+                f"(allowed: up to {m:.0%} of its size beyond the edges)")
+    return None
+
+
 def default_focal_length(width: int, fov_deg: float = DEFAULT_FOV_DEG) -> float:
     """Focal length in pixels that gives a horizontal field of view of `fov_deg` degrees to an image `width` wide."""
     return width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))

@@ -197,3 +197,14 @@ def test_place_skeleton_with_and_without_intrinsics() -> None:
 def test_root_at_depth_rejects_bad_depth() -> None:
     with pytest.raises(ValueError, match="depth"):
         root_at_depth(np.array([1.0, 2.0]), K, 0.0)
+
+
+def test_intrinsics_error_refuses_absurd_fields_of_view_and_principal_points() -> None:
+    from petr_ros.camera import intrinsics_error
+
+    assert intrinsics_error(Intrinsics(600.0, 600.0, 320.0, 240.0), 640, 480) is None
+    assert "horizontal field of view" in intrinsics_error(Intrinsics(1e-9, 600.0, 320.0, 240.0), 640, 480)
+    assert "vertical field of view" in intrinsics_error(Intrinsics(600.0, 1e12, 320.0, 240.0), 640, 480)
+    assert "principal point" in intrinsics_error(Intrinsics(600.0, 600.0, 5000.0, 240.0), 640, 480)
+    with pytest.raises(ValueError, match="finite"):
+        Intrinsics(float("nan"), 600.0, 320.0, 240.0)

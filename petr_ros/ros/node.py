@@ -62,7 +62,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from petr_ros.camera import Intrinsics
+from petr_ros.camera import Intrinsics, intrinsics_error
 from petr_ros.estimator import BACKENDS
 from petr_ros.handoff import LatestSlot
 from petr_ros.image_codec import ImageDecodeError
@@ -82,10 +82,6 @@ WARN_THROTTLE_S = 5.0
 # Smallest image side the 2D front ends can use (MediaPipe and HRNet resize to 256 px: below this there is no person
 # to find, and the front ends fail in ways that would be counted as model errors).
 MIN_IMAGE_SIDE = 32
-# CameraInfo accepted only with a pinhole field of view in this range (degrees, each axis) and the principal point
-# at most this fraction of the image size outside it: fx = 1e-9 or 1e12 would place people at 1e11 m.
-FOV_RANGE_DEG = (1.0, 170.0)
-PRINCIPAL_POINT_MARGIN = 0.5
 TOO_FAR = "too_far"  # rejection reason: the placed pelvis is farther than max_depth
 DUPLICATE_CHECK_S = 2.0  # after start-up, when discovery has seen the other nodes
 SHM_PROFILE_NAME = "fastdds_shm.xml"
@@ -236,25 +232,6 @@ def topic_name_error(name: str) -> str | None:
     except (InvalidTopicNameException, ValueError) as exc:  # ValueError: e.g. an unknown {substitution}
         reason = str(exc).splitlines()[0].removeprefix("Invalid topic name: ").split(", at /")[0]
         return f"'{name}' is not a valid topic name ({reason})"
-    return None
-
-
-def intrinsics_error(k: Intrinsics, width: int, height: int) -> str | None:
-    """Why intrinsics `k` are implausible for a `width` x `height` image (None when plausible): a pinhole field of
-    view outside FOV_RANGE_DEG on either axis, or the principal point far outside the image."""
-    values = (k.fx, k.fy, k.cx, k.cy)
-    if not all(math.isfinite(v) for v in values) or k.fx <= 0 or k.fy <= 0:
-        return f"focal lengths must be finite and > 0, got fx={k.fx} fy={k.fy}"
-    lo, hi = FOV_RANGE_DEG
-    for axis, size, f in (("horizontal", width, k.fx), ("vertical", height, k.fy)):
-        fov = math.degrees(2.0 * math.atan(size / (2.0 * f)))
-        if not lo <= fov <= hi:
-            return (f"{axis} field of view {fov:.3g} deg (f={f:.6g} px for {size} px) is outside "
-                    f"[{lo:g}, {hi:g}] deg")
-    m = PRINCIPAL_POINT_MARGIN
-    if not (-m * width <= k.cx <= (1 + m) * width and -m * height <= k.cy <= (1 + m) * height):
-        return (f"principal point ({k.cx:.6g}, {k.cy:.6g}) px lies far outside the {width}x{height} image "
-                f"(allowed: up to {m:.0%} of its size beyond the edges)")
     return None
 
 
