@@ -4,8 +4,8 @@ demo, the benchmarks and the Python API. Pure logic (no ROS).
     rgb, stamp -> estimate (PoseEstimator: 2D front end + single-frame lift)
                -> reject implausible people (petr_ros.plausibility), keep the `max_persons` best
                -> track (petr_ros.tracking: stable person ids)
-               -> lift per track (a `TrackLifter` reading each track's recent 2D history; by default the
-                  frame's own single-frame lift)
+               -> lift per track (a `TrackLifter` reading each track's recent 2D history: the sequence lifter
+                  when the checkpoint is one, as the shipped one is; else the frame's own single-frame lift)
                -> smooth (petr_ros.smoothing, per track)
                -> place in the camera frame (petr_ros.camera.place_skeleton)
                -> [PersonResult]
