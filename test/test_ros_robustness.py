@@ -157,7 +157,9 @@ def test_lost_camera_frames_are_counted_and_warned_once(start_node, probe, lifte
 
 # --- a model-loaded node fed compressed images through a remap -------------------------------------------------
 def _compressed(rgb: np.ndarray, stamp_ns: int, frame_id: str = "cam_optical") -> CompressedImage:
-    m = CompressedImage(format="png", data=encode_compressed(rgb, "png"))
+    # JPEG keeps every message far below Fast DDS's default shared-memory segment: a PNG of the twin photo is not,
+    # and best-effort samples that fall back to UDP fragments are lost often (issue 11, item 2), starving the test.
+    m = CompressedImage(format="jpeg", data=encode_compressed(rgb, "jpeg"))
     m.header.frame_id = frame_id
     m.header.stamp.sec, m.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
     return m

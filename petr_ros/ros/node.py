@@ -657,7 +657,8 @@ class PetrNode(LifecycleNode):
             level = DiagnosticStatus.WARN
             message = self._state + (f": {self._state_reason}" if self._state_reason else "")
         elif s["input_rate_hz"] == 0:
-            level, message = DiagnosticStatus.WARN, "no input images"
+            level, message = DiagnosticStatus.WARN, "no input images" + (
+                " (input images lost in transport: see lost_input)" if self._lost_input else "")
         elif s["processed_rate_hz"] == 0:
             level, message = DiagnosticStatus.WARN, "images arrive but none is processed"
         elif self._lost_input:
