@@ -221,10 +221,13 @@ class NodePlayer:
     def send_camera_info(self, msg: Any, stamp_ns: int | None = None) -> None:
         from petr_ros.ros.messages import stamp_from_ns
 
-        if stamp_ns is None:  # before the stream: wait for the node to listen, then give it time to take it
+        if stamp_ns is None:  # before the stream: resend until the node says it took it (a sample sent while
+            # discovery is still matching the node's reader is lost; the first frame must already be metric)
             self.spin_until(lambda: self.info_pub.get_subscription_count() > 0, 5.0)
-            self.info_pub.publish(msg)
-            self.spin_until(lambda: False, 0.3)
+            deadline = time.monotonic() + 10.0
+            while "camera intrinsics received" not in self.node_proc.log() and time.monotonic() < deadline:
+                self.info_pub.publish(msg)
+                self.spin_until(lambda: False, 0.2)
             return
         msg.header.stamp = stamp_from_ns(stamp_ns)  # with each frame, its stamp (the bag gets a copy)
         self.info_pub.publish(msg)
