@@ -5,12 +5,12 @@ intrinsics, the per-track 2D history a temporal lifter reads, reset and configur
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ASSETS, messi_rgb
 
 from petr_ros.camera import DEFAULT_DEPTH_M, Intrinsics, project, solve_root_translation
 from petr_ros.pipeline import FramePipeline, PipelineSettings, SingleFrameLifter, TrackHistory, TrackLifter
@@ -18,7 +18,6 @@ from petr_ros.plausibility import REASONS, PlausibilitySettings
 from petr_ros.results import PersonResult
 from petr_ros.skeleton import NUM_JOINTS
 
-ASSETS = Path(os.environ.get("PETR_ASSETS", Path(__file__).resolve().parents[1] / "assets"))
 # Video frames 72..100, every 4th: the man on the box (jumping jacks, facing the camera) and the woman walking.
 FRAME_INDICES = tuple(range(72, 101, 4))
 FPS = 30.0
@@ -45,14 +44,6 @@ def video_frames(indices: Sequence[int] = FRAME_INDICES, width: int = 960) -> li
     finally:
         cap.release()
     return frames
-
-
-def messi_rgb() -> np.ndarray:
-    import cv2
-
-    bgr = cv2.imread(str(ASSETS / "messi5.jpg"), cv2.IMREAD_COLOR)
-    assert bgr is not None, f"missing asset {ASSETS / 'messi5.jpg'}"
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 @pytest.fixture(scope="module")
