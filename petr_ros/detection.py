@@ -40,6 +40,11 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(np.float32)
 
 
+def boxes_touch(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two boxes (x0, y0, x1, y1) overlap or touch."""
+    return bool(a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3])
+
+
 def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray:
     """Indices of the boxes kept by greedy NMS, best score first."""
     boxes = check_boxes(boxes)

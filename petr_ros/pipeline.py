@@ -3,7 +3,8 @@ demo, the benchmarks and the Python API. Pure logic (no ROS).
 
     rgb, stamp -> estimate (PoseEstimator: 2D front end + single-frame lift)
                -> reject implausible people (petr_ros.plausibility), keep the `max_persons` best
-               -> track (petr_ros.tracking: stable person ids)
+               -> track (petr_ros.tracking: stable person ids; a new track over someone tracked is held back
+                  until confirmed, counted as `unconfirmed`)
                -> lift per track (a `TrackLifter` reading each track's recent 2D history: the sequence lifter
                   when the checkpoint is one, as the shipped one is; else the frame's own single-frame lift)
                -> smooth (petr_ros.smoothing, per track)
@@ -33,17 +34,19 @@ from petr_ros.camera import DEFAULT_DEPTH_M, DEFAULT_FOCAL_PX, Intrinsics, place
 from petr_ros.estimator import DEFAULT_BACKEND, PersonPose, PoseEstimator, choose_backend
 from petr_ros.model.device import DEFAULT_DEVICE, DEFAULT_PRECISION
 from petr_ros.model.runtime import DEFAULT_RUNTIME, RUNTIMES
-from petr_ros.plausibility import PlausibilitySettings, reject_implausible
+from petr_ros.plausibility import REASONS, PlausibilitySettings, reject_implausible
 from petr_ros.results import PersonResult
 from petr_ros.sequence_lifting import track_lifter_for
 from petr_ros.smoothing import DEFAULT_BETA, DEFAULT_MIN_CUTOFF, PoseSmoother
-from petr_ros.tracking import DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_MISSED, PersonTracker
+from petr_ros.tracking import DEFAULT_CONFIRM_HITS, DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_MISSED, TENTATIVE, PersonTracker
 
 __all__ = ["FramePipeline", "FrameReport", "PersonResult", "PipelineSettings", "SingleFrameLifter", "TrackHistory",
            "TrackLifter", "load_estimator"]
 
 DEFAULT_MAX_PERSONS = 10
 STAGES = ("estimate", "reject", "track", "lift", "smooth", "place")
+UNCONFIRMED = "unconfirmed"  # a reason people are not published: a new track over someone tracked, not confirmed yet
+REJECTION_REASONS = (*REASONS, UNCONFIRMED)  # every reason FrameReport.rejected counts
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class PipelineSettings:
     tracking: bool = True
     tracking_iou_threshold: float = DEFAULT_IOU_THRESHOLD
     tracking_max_missed: int = DEFAULT_MAX_MISSED
+    tracking_confirm_hits: int = DEFAULT_CONFIRM_HITS  # frames a new person over a tracked one waits (1: none)
     smoothing: bool = False  # needs tracking
     smoothing_min_cutoff: float = DEFAULT_MIN_CUTOFF
     smoothing_beta: float = DEFAULT_BETA
@@ -73,6 +77,8 @@ class PipelineSettings:
     def __post_init__(self) -> None:
         if self.hrnet_runtime not in RUNTIMES:
             raise ValueError(f"hrnet_runtime must be one of {', '.join(RUNTIMES)}, got {self.hrnet_runtime!r}")
+        if self.tracking_confirm_hits < 1:
+            raise ValueError(f"tracking_confirm_hits must be >= 1, got {self.tracking_confirm_hits!r}")
         if self.max_persons < 1:
             raise ValueError(f"max_persons must be >= 1, got {self.max_persons!r}")
         if not (math.isfinite(self.default_depth) and self.default_depth > 0):
@@ -82,7 +88,8 @@ class PipelineSettings:
 
 
 # Settings that make a new tracker and smoother (ids and filter state start afresh).
-_FILTER_FIELDS = ("tracking_iou_threshold", "tracking_max_missed", "smoothing_min_cutoff", "smoothing_beta")
+_FILTER_FIELDS = ("tracking_iou_threshold", "tracking_max_missed", "tracking_confirm_hits", "smoothing_min_cutoff",
+                  "smoothing_beta")
 
 
 @dataclass
@@ -129,7 +136,7 @@ class FrameReport:
     """What happened to the last frame (for /diagnostics and logs)."""
 
     detected: int = 0  # people the estimator returned
-    rejected: dict[str, int] = field(default_factory=dict)  # by reason (petr_ros.plausibility.REASONS)
+    rejected: dict[str, int] = field(default_factory=dict)  # by reason (REJECTION_REASONS)
     dropped_over_max: int = 0  # plausible people beyond max_persons
     published: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)  # per stage (STAGES), seconds
@@ -178,7 +185,8 @@ class FramePipeline:
 
     @staticmethod
     def _make_filters(s: PipelineSettings) -> tuple[PersonTracker, PoseSmoother]:
-        return (PersonTracker(iou_threshold=s.tracking_iou_threshold, max_missed=s.tracking_max_missed),
+        return (PersonTracker(iou_threshold=s.tracking_iou_threshold, max_missed=s.tracking_max_missed,
+                              confirm_hits=s.tracking_confirm_hits),
                 PoseSmoother(min_cutoff=s.smoothing_min_cutoff, beta=s.smoothing_beta))
 
     def configure(self, settings: PipelineSettings) -> None:
@@ -227,6 +235,7 @@ class FramePipeline:
         clock.lap("estimate")
         height, width = rgb.shape[:2]
         poses, report.rejected = reject_implausible(poses, s.plausibility, (height, width))
+        report.rejected[UNCONFIRMED] = 0
         poses = sorted(poses, key=lambda p: -p.score)
         report.dropped_over_max = max(0, len(poses) - s.max_persons)
         poses = poses[: s.max_persons]
@@ -234,7 +243,9 @@ class FramePipeline:
         with self._lock:
             s = self._settings  # configure() may have run meanwhile: the state below matches these settings
             if s.tracking:
-                poses = self._tracker.update(poses)
+                tracked = self._tracker.update(poses)
+                poses = [p for p in tracked if p.person_id != TENTATIVE]
+                report.rejected[UNCONFIRMED] = len(tracked) - len(poses)
                 histories = self._update_histories(poses, stamp_s) if temporal else []
             else:
                 poses = [dataclasses.replace(p, person_id=i) for i, p in enumerate(poses)]

@@ -41,7 +41,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from petr_ros.detection import attached_to, part_of, same_person
+from petr_ros.detection import attached_to, boxes_touch, part_of, same_person
 from petr_ros.estimator import PersonPose
 from petr_ros.kinematics import WINTER_FRACTIONS
 from petr_ros.skeleton import BONES, FLIP_PERMUTATION
@@ -180,7 +180,7 @@ def reject_implausible(
     for i in sorted(range(len(single)), key=lambda k: -float(single[k].score)):
         a = single[i]
         # Skeletons whose confident boxes do not even touch cannot be one person: skip the joint comparisons.
-        near = [k for k in kept_ids if _boxes_touch(boxes[i], boxes[k])]
+        near = [k for k in kept_ids if boxes_touch(boxes[i], boxes[k])]
         if any(_part_of(boxes[i], boxes[k], settings) or _attached(a, single[k], settings)
                or same_person(a.keypoints2d, a.confidences, single[k].keypoints2d, single[k].confidences,
                               flip=FLIP_PERMUTATION) for k in near):
@@ -188,10 +188,6 @@ def reject_implausible(
         else:
             kept_ids.append(i)
     return [single[i] for i in sorted(kept_ids)], counts
-
-
-def _boxes_touch(a: np.ndarray, b: np.ndarray) -> bool:
-    return bool(a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3])
 
 
 def _confident_box(person: PersonPose, joint_score: float) -> np.ndarray:

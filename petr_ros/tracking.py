@@ -2,6 +2,13 @@
 
 Pure logic (no ROS). The node and the demo call `PersonTracker.update(poses)` once per frame with the
 `PersonPose`s of that frame and get them back with `person_id` set.
+
+A new track whose box touches a person already tracked is *tentative* until it has been seen in `confirm_hits`
+frames in a row: its poses come back with `person_id == TENTATIVE` and it is dropped at its first miss. The
+landmark model's second guesses at someone (a partial skeleton stretched from a person's shoulders, legs found
+twice) live for one or two frames next to that person (measured on the Sports2D video: 3 such tracks, of 1-2
+frames, in 120 frames), while a person who stays is confirmed a few frames later. A new person away from everyone
+tracked, and everyone in the first frame, is confirmed at once.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from petr_ros.detection import box_iou, check_boxes
+from petr_ros.detection import box_iou, boxes_touch, check_boxes
 
 # Keypoints closer than this fraction of the person's box height (median over confident joints) count as the
 # same person even when the boxes hardly overlap (a fast walker, an arm swinging out of the box).
@@ -21,12 +28,14 @@ KEYPOINT_GATE = 0.25
 _MIN_KEYPOINT_SCORE = 0.3
 DEFAULT_IOU_THRESHOLD = 0.3
 DEFAULT_MAX_MISSED = 5
+DEFAULT_CONFIRM_HITS = 3
+TENTATIVE = -1  # person_id of a pose whose track is not confirmed yet
 _IMPOSSIBLE = 1e6
 
 
 @dataclasses.dataclass
 class _Track:
-    person_id: int
+    person_id: int  # TENTATIVE until confirmed
     box: np.ndarray  # (4,) last observed
     keypoints: np.ndarray  # (K, 2) last observed
     confidences: np.ndarray  # (K,)
@@ -45,22 +54,28 @@ class PersonTracker:
 
     iou_threshold: a detection may continue a track when their boxes overlap at least this much (IoU), or when
     their keypoints are within KEYPOINT_GATE of the box height. max_missed: frames a track survives unseen.
+    confirm_hits: frames in a row a new track touching a tracked person must be seen before it gets an id
+    (module docstring; 1: every new track at once). Ids count confirmed tracks only.
     """
 
-    def __init__(self, iou_threshold: float = DEFAULT_IOU_THRESHOLD, max_missed: int = DEFAULT_MAX_MISSED) -> None:
+    def __init__(self, iou_threshold: float = DEFAULT_IOU_THRESHOLD, max_missed: int = DEFAULT_MAX_MISSED,
+                 confirm_hits: int = DEFAULT_CONFIRM_HITS) -> None:
         if not 0.0 <= iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold!r}")
         if max_missed < 0:
             raise ValueError(f"max_missed must be >= 0, got {max_missed!r}")
+        if confirm_hits < 1:
+            raise ValueError(f"confirm_hits must be >= 1, got {confirm_hits!r}")
         self.iou_threshold = float(iou_threshold)
         self.max_missed = int(max_missed)
+        self.confirm_hits = int(confirm_hits)
         self._tracks: list[_Track] = []
         self._next_id = 0
 
     @property
     def tracked_ids(self) -> list[int]:
-        """Ids of the live tracks (seen within the last `max_missed` frames)."""
-        return [t.person_id for t in self._tracks]
+        """Ids of the live confirmed tracks (seen within the last `max_missed` frames)."""
+        return [t.person_id for t in self._tracks if t.person_id != TENTATIVE]
 
     def reset(self) -> None:
         """Forget all tracks; ids start again from 0."""
@@ -68,7 +83,8 @@ class PersonTracker:
         self._next_id = 0
 
     def update(self, poses: Sequence[Any]) -> list[Any]:
-        """Assign ids to this frame's poses (PersonPose-like: box, keypoints2d, confidences); same order back."""
+        """Assign ids to this frame's poses (PersonPose-like: box, keypoints2d, confidences); same order back, with
+        `person_id == TENTATIVE` for the poses of tracks not confirmed yet."""
         poses = list(poses)
         boxes = check_boxes(np.stack([np.asarray(p.box, np.float32) for p in poses]) if poses else np.zeros((0, 4)))
         cost = self._cost(poses, boxes)
@@ -80,6 +96,8 @@ class PersonTracker:
 
         out = []
         matched_tracks = set(assigned.values())
+        # Where the people tracked before this frame are (a new track touching one of them starts tentative).
+        known = [t.predicted()[0] for t in self._tracks if t.person_id != TENTATIVE]
         for i, pose in enumerate(poses):
             kp = np.asarray(pose.keypoints2d, np.float32)
             conf = np.asarray(pose.confidences, np.float32)
@@ -91,9 +109,12 @@ class PersonTracker:
                 track.box, track.keypoints, track.confidences = boxes[i].copy(), kp.copy(), conf.copy()
                 track.missed = 0
                 track.hits += 1
+                if track.person_id == TENTATIVE and track.hits >= self.confirm_hits:
+                    track.person_id = self._new_id()
             else:
-                track = _Track(self._next_id, boxes[i].copy(), kp.copy(), conf.copy(), np.zeros(2, np.float32))
-                self._next_id += 1
+                tentative = self.confirm_hits > 1 and any(boxes_touch(boxes[i], b) for b in known)
+                track = _Track(TENTATIVE if tentative else self._new_id(), boxes[i].copy(), kp.copy(), conf.copy(),
+                               np.zeros(2, np.float32))
                 self._tracks.append(track)
                 matched_tracks.add(len(self._tracks) - 1)
             out.append(dataclasses.replace(pose, person_id=track.person_id))
@@ -102,10 +123,15 @@ class PersonTracker:
         for t_index, track in enumerate(self._tracks):
             if t_index not in matched_tracks:
                 track.missed += 1
-            if track.missed <= self.max_missed:
+            # a tentative track must be seen in consecutive frames
+            if track.missed <= (self.max_missed if track.person_id != TENTATIVE else 0):
                 survivors.append(track)
         self._tracks = survivors
         return out
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
 
     def _cost(self, poses: list[Any], boxes: np.ndarray) -> np.ndarray:
         """(tracks, poses) matching cost in [0, 2], _IMPOSSIBLE where neither gate (IoU, keypoints) passes."""
