@@ -9,6 +9,9 @@ every other published skeleton is a false person. The Sports2D demo video (960x5
 than two people (the man on the box, the woman walking; checked by eye), so every skeleton beyond two in a frame
 is a false person (a lower bound: `beyond_in_view`); it also prints people per frame. The other three Pose2Sim
 views (`pose2sim_cam02` .. `cam04`, no per-person boxes) show the same three people at most, counted the same way.
+Rows: each ghost filter alone, and the full filter followed by the pipeline's tracker, whose tentative tracks
+(a new skeleton touching a tracked person, not yet seen 3 frames in a row) are not published: what FramePipeline
+publishes.
 
   python benchmarks/benchmark_people.py [--frames 100] [--detectors hog blazepose]
 """
@@ -28,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from petr_ros.detection import PeopleTally  # noqa: E402
 from petr_ros.plausibility import PlausibilitySettings, reject_implausible  # noqa: E402
+from petr_ros.tracking import TENTATIVE, PersonTracker  # noqa: E402
 
 ASSETS = Path(os.environ.get("PETR_ASSETS", REPO / "assets"))
 POSE2SIM_DIRS = (ASSETS / "pose2sim_multi", REPO / "benchmarks" / "data",
@@ -74,11 +78,17 @@ def pose2sim_truth() -> np.ndarray:
 
 def run_video(estimator, frames: list[np.ndarray], truth: np.ndarray | None,  # noqa: ANN001
               settings: dict[str, PlausibilitySettings], most_in_view: int = 2) -> dict[str, dict]:
-    """Every frame through the estimator, then each ghost filter; tallies per filter and the mean frame time."""
+    """Every frame through the estimator, then each ghost filter, and the last filter's people through the
+    pipeline's tracker (what FramePipeline publishes: tentative tracks held back); tallies per filter and the mean
+    frame time."""
     estimator.reset()
-    tallies = {name: PeopleTally(PERSON_NAMES) for name in settings}
-    counts: dict[str, list[int]] = {name: [] for name in settings}
-    rejected: dict[str, dict[str, int]] = {name: {} for name in settings}
+    tracked = f"{list(settings)[-1]} + tracker"
+    names = [*settings, tracked]
+    tallies = {name: PeopleTally(PERSON_NAMES) for name in names}
+    counts: dict[str, list[int]] = {name: [] for name in names}
+    rejected: dict[str, dict[str, int]] = {name: {} for name in names}
+    tracker = PersonTracker()
+    unconfirmed = 0
     times = []
     for f, rgb in enumerate(frames):
         t0 = time.perf_counter()
@@ -88,12 +98,13 @@ def run_video(estimator, frames: list[np.ndarray], truth: np.ndarray | None,  # 
             kept, why = reject_implausible(people, s, rgb.shape[:2])
             for reason, n in why.items():
                 rejected[name][reason] = rejected[name].get(reason, 0) + n
-            counts[name].append(len(kept))
-            if truth is not None:
-                boxes = np.array([_keypoint_box(p) for p in kept], np.float32).reshape(-1, 4)
-                tallies[name].add(boxes, truth[f])
+            _count(kept, f, name, counts, tallies, truth)
+        published = [p for p in tracker.update(kept) if p.person_id != TENTATIVE]
+        unconfirmed += len(kept) - len(published)
+        _count(published, f, tracked, counts, tallies, truth)
+    rejected[tracked] = {**rejected[list(settings)[-1]], "unconfirmed": unconfirmed}
     out = {}
-    for name in settings:
+    for name in names:
         row = tallies[name].summary() if truth is not None else {"frames": len(frames)}
         row["people_per_frame"] = np.bincount(counts[name]).tolist()
         if truth is None:
@@ -102,6 +113,12 @@ def run_video(estimator, frames: list[np.ndarray], truth: np.ndarray | None,  # 
         row["frame_ms"] = 1e3 * float(np.mean(times[1:] if len(times) > 1 else times))
         out[name] = row
     return out
+
+
+def _count(kept: list, f: int, name: str, counts: dict, tallies: dict, truth: np.ndarray | None) -> None:
+    counts[name].append(len(kept))
+    if truth is not None:
+        tallies[name].add(np.array([_keypoint_box(p) for p in kept], np.float32).reshape(-1, 4), truth[f])
 
 
 def _keypoint_box(person) -> np.ndarray:  # noqa: ANN001
