@@ -1,19 +1,28 @@
-"""petr_node end to end vs its pipeline alone, and image-in -> markers-out latency per DDS profile (prints figures).
+"""petr_node end to end vs the same work without ROS ("model-only"), with the camera on its own core (prints a table).
 
-    python benchmarks/benchmark_node.py [--backend mediapipe|hrnet] [--threads 1] [--width 1280] [--seconds 20]
+    python benchmarks/benchmark_node.py [--backend mediapipe|hrnet] [--threads 1] [--width 1280] [--seconds 10]
 
-1. Pipeline only: `FramePipeline.process` (the node's per-frame work without ROS: estimate, reject, track, lift,
-   smooth, place, with the node's settings) in this process on the benchmark frames, back to back -> frames/s.
-2. Node: petr_node in its own process (same backend, lifter, threads), fed over DDS faster than the pipeline can
-   go (2x its rate) with the same frames; SkeletonArray messages out per second in the steady state -> frames/s.
-   Ratio node / pipeline (goal >= 0.95: the ROS plumbing costs < 5 %).
-   The node's own work per frame (after inference: the pipeline's other stages, message building, publishing)
-   and its pipeline stages (FramePipeline.last_report, via /diagnostics stage_<name>_mean_ms) are printed too.
-3. Latency: frames at half the model rate (the node is idle when each arrives), time from publish (the header
-   stamp, wall clock) to the MarkerArray arriving back here: p50 / p95, once with the default Fast DDS transports
-   and once with the shipped config/fastdds_shm.xml (loaded by both processes).
-Each DDS run is a child process of this script (Fast DDS reads its XML profile once per process).
-Frames: the first frames of assets/sports2d_demo.mp4 (a person walking) resized to --width (default 1280x720).
+Three processes per mode, all started once and kept warm, measured A B A B (--rounds):
+* model-only (A): `FramePipeline.process` in a process of its own, built exactly as petr_node builds it (the node's
+  parameter defaults plus this benchmark's overrides -> `settings_from_parameters` -> `load_estimator` ->
+  `FramePipeline`, the same torch threads), fed the same decoded frames back to back, stamps 1/30 s apart. That is
+  everything the node does per frame except ROS: estimate, reject, track, lift, smooth, place. Frames/s, and CPU
+  seconds per frame of that process.
+* node (B): petr_node in its own process (`python -m petr_ros.ros.node`, config/petr.yaml + the same overrides),
+  fed by a camera-like best-effort publisher in a third process ("camera", which also subscribes to the node's
+  skeletons, markers, poses and /diagnostics, as RViz and a recorder would). Frames/s = SkeletonArray messages out
+  per second in the steady state; the node process's CPU seconds per processed frame; from /diagnostics the
+  inference time, the node's own work after inference and images received per processed frame.
+* Modes: `pinned` (the target's condition: camera process on CPU 1, node on CPU 0, model-only on CPU 0 as well,
+  so both get one core) and `unpinned` (every process may use every core; the camera shares them with the node).
+  Ratio node / model-only per mode, from the interleaved segments (goal >= 0.95 pinned).
+* Camera rate (--camera-hz): 30 Hz, or 1.25x the model-only rate when that is higher, so the node never waits for
+  frames; images are the first --frames frames of assets/sports2d_demo.mp4 at --width (1280x720 rgb8, 2.7 MB).
+* Latency: at the end of each mode, frames at half the model rate (the node idle when each arrives): time from
+  publish (header stamp, wall clock) to the MarkerArray back in the camera process, p50 / p95.
+Fast DDS: the shipped config/fastdds_shm.xml in the camera and the node (--dds default: Fast DDS's own transports,
+which lose most best-effort frames of this size over UDP). On a machine shared with other jobs the fps move with
+their load; the ratio of interleaved segments and the CPU ms per frame move far less. `uptime` is printed.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 ASSETS = Path(os.environ.get("PETR_ASSETS", REPO / "assets"))
 SHM_PROFILE = REPO / "config" / "fastdds_shm.xml"
+CLOCK_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
 def load_frames(width: int, count: int) -> list[np.ndarray]:
@@ -72,68 +82,95 @@ def hrnet_path(tmp: Path) -> str:
     return str(path)
 
 
-def pipeline_only(args: argparse.Namespace, frames: list[np.ndarray], lifter: str, hrnet: str | None) -> float:
-    """Frames/s of FramePipeline.process with the node's settings of this benchmark (frames 1/30 s apart)."""
+def node_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The parameters this benchmark gives petr_node (model-only gets the same)."""
+    return {"lifter_checkpoint": args.lifter, "backend": args.backend, "hrnet_weights": args.hrnet or "",
+            "device": args.device, "torch_threads": args.threads, "min_person_score": 0.0, "tracking": True,
+            "input_reliability": args.input_reliability}
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process `pid`, all its threads (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * CLOCK_TICK_S
+
+
+def reply(obj: dict) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+# --- model-only server (A) --------------------------------------------------------------------------------------
+def model_server(args: argparse.Namespace) -> None:
+    """Builds the pipeline as petr_node does, then answers `run SECONDS` lines on stdin with one JSON line."""
     import torch
 
-    from petr_ros.pipeline import FramePipeline, PipelineSettings
+    from petr_ros.pipeline import FramePipeline, load_estimator
+    from petr_ros.ros.node import PARAMS, settings_from_parameters
 
-    torch.set_num_threads(args.threads)
-    core = PipelineSettings()
-    settings = PipelineSettings(lifter_checkpoint=lifter, backend=args.backend, hrnet_weights=hrnet, device=args.device,
-                                plausibility=core.plausibility.replaced(min_score=0.0), tracking=True)
-    pipeline = FramePipeline(settings)
-    for i, f in enumerate(frames[:3]):
-        pipeline.process(f, i / 30.0)
-    n, t0 = 3, time.perf_counter()
-    while time.perf_counter() - t0 < args.seconds:
+    frames = load_frames(args.width, args.frames)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    values = {p.name: p.default for p in PARAMS}
+    values.update(node_overrides(args))
+    settings = settings_from_parameters(values)
+    pipeline = FramePipeline(settings, estimator=load_estimator(settings))
+    n = 0
+    for _ in range(5):  # warm-up
         pipeline.process(frames[n % len(frames)], n / 30.0)
         n += 1
-    fps = (n - 3) / (time.perf_counter() - t0)
+    reply({"ready": True})
+    for line in sys.stdin:
+        if not line.startswith("run"):
+            break
+        seconds = float(line.split()[1])
+        count, c0, t0 = 0, time.process_time(), time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            pipeline.process(frames[n % len(frames)], n / 30.0)
+            n += 1
+            count += 1
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        reply({"fps": count / wall, "cpu_ms_per_frame": 1e3 * cpu / count, "frames": count})
     pipeline.close()
-    return fps
 
 
-def child(args: argparse.Namespace) -> None:
-    """One DDS run: start the node, measure throughput then latency, print one JSON line."""
+# --- camera + probe (drives B) ----------------------------------------------------------------------------------
+def camera_server(args: argparse.Namespace) -> None:
+    """A camera-like publisher and a subscriber to the node's outputs. Commands on stdin: `run HZ SECONDS`
+    (throughput), `latency HZ SECONDS`; one JSON line each."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
+    from geometry_msgs.msg import PoseArray
     from petr_ros_msgs.msg import SkeletonArray
     from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from visualization_msgs.msg import MarkerArray
 
     from petr_ros.ros.messages import output_stamp_ns, rgb_to_image_msg, stamp_from_ns
 
     frames = load_frames(args.width, args.frames)
-    env = dict(os.environ)
-    log = open(Path(args.tmp) / f"node_{args.profile}.log", "w")  # noqa: SIM115
-    params = {"lifter_checkpoint": args.lifter, "backend": args.backend, "hrnet_weights": args.hrnet or "",
-              "device": args.device, "torch_threads": args.threads, "min_person_score": 0.0, "tracking": True,
-              "input_reliability": args.input_reliability}
-    cmd = [sys.executable, "-m", "petr_ros.ros.node", "--ros-args", "--params-file", str(REPO / "config/petr.yaml")]
-    for k, v in params.items():
-        if v != "":  # an empty value cannot be written as -p name:= (the params file has the default anyway)
-            cmd += ["-p", f"{k}:={v}"]
-    node = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
-    probe = rclpy.create_node("benchmark_probe", context=ctx)
-    ex = SingleThreadedExecutor(context=ctx)
+    rclpy.init(domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+    probe = rclpy.create_node("benchmark_camera")
+    ex = SingleThreadedExecutor()
     ex.add_node(probe)
-    out_times: list[float] = []
+    out: list[tuple[float, float]] = []  # (arrival monotonic, node CPU seconds) per SkeletonArray
     latencies: list[float] = []
-    probe.create_subscription(SkeletonArray, "/petr_node/skeletons", lambda m: out_times.append(time.monotonic()), 50)
+    counts = {"poses": 0}
+    node_pid = args.node_pid
+    probe.create_subscription(SkeletonArray, "/petr_node/skeletons",
+                              lambda m: out.append((time.monotonic(), process_cpu_s(node_pid))), 50)
 
     def on_markers(m: MarkerArray) -> None:
         if m.markers:
             latencies.append(time.time_ns() - output_stamp_ns(m))
 
     probe.create_subscription(MarkerArray, "/petr_node/markers", on_markers, 50)
+    probe.create_subscription(PoseArray, "/petr_node/poses", lambda m: counts.__setitem__("poses", counts["poses"] + 1),
+                              50)
     diags: list[dict[str, str]] = []
     probe.create_subscription(DiagnosticArray, "/diagnostics",
                               lambda m: diags.append({kv.key: kv.value for kv in m.status[0].values}), 10)
-    pub = probe.create_publisher(Image, "image", 10)
+    pub = probe.create_publisher(Image, "image", qos_profile_sensor_data)  # what camera drivers offer
     msgs = [rgb_to_image_msg(f) for f in frames]
     for m in msgs:
         m.header.frame_id = "camera_optical_frame"
@@ -143,54 +180,160 @@ def child(args: argparse.Namespace) -> None:
         m.header.stamp = stamp_from_ns(time.time_ns())
         pub.publish(m)
 
-    def run(rate: float, seconds: float) -> None:
+    def run(rate: float, seconds: float) -> int:
         t0, i = time.monotonic(), 0
         while time.monotonic() < t0 + seconds:
             if time.monotonic() >= t0 + i / rate:
                 publish(i)
                 i += 1
             ex.spin_once(timeout_sec=min(0.005, max(0.0, t0 + i / rate - time.monotonic())))
+        return i
+
+    def settle(seconds: float) -> None:
+        t0 = time.monotonic()
+        while time.monotonic() < t0 + seconds:
+            ex.spin_once(timeout_sec=0.05)
+
+    def latest_diag() -> dict[str, str]:
+        diags.clear()
+        t0 = time.monotonic()
+        while not diags and time.monotonic() < t0 + 3.0:
+            ex.spin_once(timeout_sec=0.05)
+        return dict(diags[-1]) if diags else {}
 
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
             ex.spin_once(timeout_sec=0.1)
         run(5.0, 3.0)  # warm-up of the whole path
-        # Throughput: 2x the model rate.
-        out_times.clear()
-        run(max(2.0 * args.model_fps, 5.0), args.seconds)
-        t_end = time.monotonic()
-        steady = [t for t in out_times if t > t_end - args.seconds + 2.0]
-        node_fps = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 2 else 0.0
-        ex.spin_once(timeout_sec=1.0)
-        busy = dict(diags[-1]) if diags else {}
-        # Latency: half the model rate, the node idle when each frame arrives.
-        ex.spin_once(timeout_sec=1.0)
-        latencies.clear()
-        run(0.5 * args.model_fps, args.seconds)
-        t0 = time.monotonic()
-        while time.monotonic() < t0 + 1.0:
-            ex.spin_once(timeout_sec=0.05)
-        lat = np.array(latencies) / 1e6
-        print(json.dumps({"profile": args.profile, "node_fps": node_fps, "outputs": len(steady),
-                          "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
-                          "latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else float("nan"),
-                          "latency_n": int(lat.size), "node_inference_ms": float(busy.get("inference_mean_ms", "nan")),
-                          "node_input_hz": float(busy.get("input_rate_hz", "nan")),
-                          "node_postprocess_ms": float(busy.get("postprocess_mean_ms", "nan")),
-                          "node_processed_hz": float(busy.get("processed_rate_hz", "nan")),
-                          "node_stages_ms": {k[len("stage_"):-len("_mean_ms")]: float(v) for k, v in busy.items()
-                                             if k.startswith("stage_") and k.endswith("_mean_ms")}}))
+        settle(1.0)
+        reply({"ready": pub.get_subscription_count() > 0})
+        for line in sys.stdin:
+            cmd, rate, seconds = line.split()[0], float(line.split()[1]), float(line.split()[2])
+            if cmd == "run":
+                d0 = latest_diag()
+                out.clear()
+                sent = run(rate, seconds)
+                t_end = time.monotonic()
+                settle(0.3)
+                d1 = latest_diag()
+                steady = [o for o in out if t_end - seconds + 1.5 < o[0] <= t_end]
+                fps = cpu_ms = float("nan")
+                if len(steady) > 2:
+                    fps = (len(steady) - 1) / (steady[-1][0] - steady[0][0])
+                    cpu_ms = 1e3 * (steady[-1][1] - steady[0][1]) / (len(steady) - 1)
+                received = int(d1.get("received", 0)) - int(d0.get("received", 0))
+                processed = int(d1.get("processed", 0)) - int(d0.get("processed", 0))
+                reply({"fps": fps, "cpu_ms_per_frame": cpu_ms, "sent": sent, "outputs": len(steady),
+                       "received_per_processed": received / processed if processed else float("nan"),
+                       "lost_input": int(d1.get("lost_input", 0)) - int(d0.get("lost_input", 0)),
+                       "inference_ms": float(d1.get("inference_mean_ms", "nan")),
+                       "own_work_ms": float(d1.get("postprocess_mean_ms", "nan")),
+                       "stages_ms": {k[len("stage_"):-len("_mean_ms")]: float(v) for k, v in d1.items()
+                                     if k.startswith("stage_") and k.endswith("_mean_ms")}})
+            else:  # latency
+                settle(1.0)
+                latencies.clear()
+                run(rate, seconds)
+                settle(1.0)
+                lat = np.array(latencies) / 1e6
+                reply({"latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+                       "latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else float("nan"),
+                       "latency_n": int(lat.size)})
     finally:
-        node.send_signal(2)
-        try:
-            node.wait(20)
-        except subprocess.TimeoutExpired:
-            node.kill()
-        log.close()
         ex.shutdown()
         probe.destroy_node()
-        rclpy.try_shutdown(context=ctx)
+        rclpy.try_shutdown()
+
+
+# --- orchestration ----------------------------------------------------------------------------------------------
+class Server:
+    """A child process that answers one JSON line per command line."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], cpus: set[int] | None, log: Path) -> None:
+        self.log = log
+        self._err = open(log, "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
+                                     text=True, preexec_fn=_affinity(cpus))
+
+    def ask(self, line: str | None) -> dict:
+        if line is not None:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+        for out in self.proc.stdout:
+            if out.startswith("{"):
+                return json.loads(out)
+        raise RuntimeError(f"{self.proc.args[2:4]} ended (rc {self.proc.wait()}); see {self.log}:\n"
+                           f"{self.log.read_text()[-3000:]}")
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(20)
+        except (subprocess.TimeoutExpired, BrokenPipeError, OSError):
+            self.proc.kill()
+        self._err.close()
+
+
+def _affinity(cpus: set[int] | None):
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def start_node(args: argparse.Namespace, env: dict[str, str], cpus: set[int] | None, log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "petr_ros.ros.node", "--ros-args", "--params-file", str(REPO / "config/petr.yaml")]
+    for k, v in node_overrides(args).items():
+        if v != "":  # an empty value cannot be written as -p name:= (the params file has the default anyway)
+            cmd += ["-p", f"{k}:={v}"]
+    return subprocess.Popen(cmd, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                            preexec_fn=_affinity(cpus))
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(2)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def run_mode(args: argparse.Namespace, mode: str, tmp: Path) -> dict:
+    all_cpus = set(os.sched_getaffinity(0))
+    cpus_node = cpus_model = {args.node_cpu} if mode == "pinned" else all_cpus
+    cpus_camera = {args.camera_cpu} if mode == "pinned" else all_cpus
+    env = dict(os.environ, ROS_DOMAIN_ID=str(args.domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               ROS_LOG_DIR=str(tmp / "ros_log"), OMP_NUM_THREADS=str(max(args.threads, 1)))
+    env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    if args.dds == "shm":
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(SHM_PROFILE)
+    common = ["--lifter", args.lifter, "--backend", args.backend, "--device", args.device, "--threads",
+              str(args.threads), "--width", str(args.width), "--frames", str(args.frames), "--input-reliability",
+              args.input_reliability] + (["--hrnet", args.hrnet] if args.hrnet else [])
+    model = Server([sys.executable, __file__, "--role", "model", *common], env, cpus_model, tmp / f"model_{mode}.log")
+    node = start_node(args, env, cpus_node, tmp / f"node_{mode}.log")
+    camera = None
+    try:
+        camera = Server([sys.executable, __file__, "--role", "camera", "--node-pid", str(node.pid), *common], env,
+                        cpus_camera, tmp / f"camera_{mode}.log")
+        model.ask(None)
+        if not camera.ask(None).get("ready"):
+            raise RuntimeError(f"the node never subscribed; see {tmp / f'node_{mode}.log'}")
+        a_runs, b_runs = [], []
+        for r in range(args.rounds):
+            a_runs.append(model.ask(f"run {args.seconds}"))
+            model_fps = float(np.mean([a["fps"] for a in a_runs]))
+            rate = args.camera_hz or max(30.0, 1.25 * model_fps)
+            b_runs.append(camera.ask(f"run {rate} {args.seconds}"))
+            print(f"  {mode} round {r + 1}: model-only {a_runs[-1]['fps']:.2f} fps, node {b_runs[-1]['fps']:.2f} fps "
+                  f"(camera {rate:.1f} Hz)", flush=True)
+        lat = camera.ask(f"latency {0.5 * model_fps} {min(args.seconds, 8.0)}")
+    finally:
+        if camera is not None:
+            camera.close()
+        stop(node)
+        model.close()
+    return {"mode": mode, "a": a_runs, "b": b_runs, "latency": lat, "camera_hz": rate}
 
 
 def main() -> None:
@@ -201,64 +344,78 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads, model-only and node alike")
     parser.add_argument("--width", type=int, default=1280, help="frame width (height keeps the video's aspect)")
     parser.add_argument("--frames", type=int, default=60, help="distinct video frames to cycle through")
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of each measurement")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measurement segment")
+    parser.add_argument("--rounds", type=int, default=2, help="A B rounds (model-only, node) per mode")
+    parser.add_argument("--modes", default="pinned,unpinned", help="pinned, unpinned or both (comma-separated)")
+    parser.add_argument("--camera-hz", type=float, default=0.0,
+                        help="camera rate (0: 30 Hz, or 1.25x the model-only rate when higher)")
+    parser.add_argument("--node-cpu", type=int, default=0, help="pinned mode: the node's and model-only's core")
+    parser.add_argument("--camera-cpu", type=int, default=1, help="pinned mode: the camera's core")
+    parser.add_argument("--dds", default="shm", choices=("shm", "default"),
+                        help="shm: config/fastdds_shm.xml in camera and node; default: Fast DDS's transports")
     parser.add_argument("--domain-id", type=int, default=97)
     parser.add_argument("--input-reliability", default="best_effort", choices=("best_effort", "reliable"),
                         help="QoS of the node's image subscription")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--profile", default="default", help=argparse.SUPPRESS)
-    parser.add_argument("--model-fps", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--role", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--node-pid", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--lifter", help=argparse.SUPPRESS)
     parser.add_argument("--hrnet", help=argparse.SUPPRESS)
-    parser.add_argument("--tmp", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        child(args)
+    if args.role == "model":
+        model_server(args)
+        return
+    if args.role == "camera":
+        camera_server(args)
         return
 
+    t_start = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="petr_bench_node_"))
-    frames = load_frames(args.width, args.frames)
-    lifter = lifter_path(tmp)
-    hrnet = hrnet_path(tmp) if args.backend == "hrnet" else None
+    frames = load_frames(args.width, 1)
+    args.lifter = lifter_path(tmp)
+    args.hrnet = hrnet_path(tmp) if args.backend == "hrnet" else None
     h, w = frames[0].shape[:2]
-    print(f"frames: {len(frames)} of {ASSETS / 'sports2d_demo.mp4'} at {w}x{h}; backend {args.backend}, "
-          f"device {args.device}, {args.threads} torch thread(s), {os.cpu_count()} CPUs, node input QoS "
-          f"{args.input_reliability}")
-    model_fps = pipeline_only(args, frames, lifter, hrnet)
-    print(f"pipeline only:         {model_fps:7.2f} frames/s ({1000 / model_fps:.1f} ms/frame)")
+    cpus = sorted(os.sched_getaffinity(0))
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if len(cpus) < 2 or args.node_cpu not in cpus or args.camera_cpu not in cpus or args.node_cpu == args.camera_cpu:
+        print(f"(CPUs {cpus}: no separate cores for node {args.node_cpu} and camera {args.camera_cpu}; pinned skipped)")
+        modes = [m for m in modes if m != "pinned"]
+    print(f"frames: {args.frames} of {ASSETS / 'sports2d_demo.mp4'} at {w}x{h} rgb8; backend {args.backend}, device "
+          f"{args.device}, {args.threads} torch thread(s), OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+          f", CPUs {cpus}, DDS {args.dds}, node input QoS {args.input_reliability}; load before: "
+          f"{os.getloadavg()[0]:.2f}")
+    results = []
+    for mode in modes:
+        try:
+            results.append(run_mode(args, mode, tmp))
+        except RuntimeError as exc:
+            print(f"{mode}: failed: {exc}")
+    load = os.getloadavg()
 
-    results = {}
-    for profile in ("default", "shm"):
-        env = dict(os.environ, ROS_DOMAIN_ID=str(args.domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-                   ROS_LOG_DIR=str(tmp / "ros_log"), OMP_NUM_THREADS=str(args.threads))
-        env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
-        if profile == "shm":
-            env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(SHM_PROFILE)
-        cmd = [sys.executable, __file__, "--child", "--profile", profile, "--model-fps", str(model_fps),
-               "--lifter", lifter, "--tmp", str(tmp), "--backend", args.backend, "--device", args.device,
-               "--threads", str(args.threads), "--width", str(args.width), "--frames", str(args.frames),
-               "--seconds", str(args.seconds), "--input-reliability", args.input_reliability]
-        cmd += ["--hrnet", hrnet] if hrnet else []
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-        if out.returncode != 0 or not lines:
-            print(f"{profile}: run failed (rc {out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-            continue
-        results[profile] = json.loads(lines[-1])
-
-    for profile, r in results.items():
-        label = "default Fast DDS" if profile == "default" else "SHM profile (16 MB)"
-        print(f"node end to end ({label}): {r['node_fps']:7.2f} frames/s, ratio node/pipeline "
-              f"{r['node_fps'] / model_fps:.3f} (goal >= 0.95); in the node: input {r['node_input_hz']:.1f} Hz, "
-              f"inference {r['node_inference_ms']:.1f} ms/frame, node's own work {r['node_postprocess_ms']:.2f} "
-              f"ms/frame, worker in inference {r['node_fps'] * r['node_inference_ms'] / 10:.0f} % of the time")
-        stages = ", ".join(f"{k} {v:.2f}" for k, v in r.get("node_stages_ms", {}).items())
-        print(f"    pipeline stages in the node (mean ms/frame): {stages or 'n/a'}")
-    for profile, r in results.items():
-        label = "default Fast DDS" if profile == "default" else "SHM profile (16 MB)"
-        print(f"image in -> markers out ({label}): p50 {r['latency_p50_ms']:.1f} ms, p95 {r['latency_p95_ms']:.1f} ms "
-              f"({r['latency_n']} frames)")
-    print(f"(logs in {tmp})")
+    print()
+    print("| mode | model-only fps | node fps | ratio node/model | CPU ms/frame model-only / node | node: inference,"
+          " own work after inference (ms/frame) | images in per frame out | latency p50 / p95 (ms) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        a_fps = np.array([a["fps"] for a in r["a"]])
+        b_fps = np.array([b["fps"] for b in r["b"]])
+        ratios = b_fps / a_fps
+        a_cpu = np.mean([a["cpu_ms_per_frame"] for a in r["a"]])
+        b_cpu = np.mean([b["cpu_ms_per_frame"] for b in r["b"]])
+        last = r["b"][-1]
+        where = (f"camera CPU {args.camera_cpu}, node + model-only CPU {args.node_cpu}" if r["mode"] == "pinned"
+                 else "all on every CPU")
+        print(f"| {r['mode']} ({where}; camera {r['camera_hz']:.0f} Hz) | {a_fps.mean():.2f} "
+              f"({', '.join(f'{x:.1f}' for x in a_fps)}) | {b_fps.mean():.2f} ({', '.join(f'{x:.1f}' for x in b_fps)}) "
+              f"| **{b_fps.mean() / a_fps.mean():.3f}** (per round {', '.join(f'{x:.2f}' for x in ratios)}) "
+              f"| {a_cpu:.1f} / {b_cpu:.1f} | {last['inference_ms']:.1f}, {last['own_work_ms']:.2f} "
+              f"| {np.mean([b['received_per_processed'] for b in r['b']]):.2f} "
+              f"(lost {sum(b['lost_input'] for b in r['b'])}) "
+              f"| {r['latency']['latency_p50_ms']:.1f} / {r['latency']['latency_p95_ms']:.1f} |")
+    for r in results:
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in r["b"][-1].get("stages_ms", {}).items())
+        print(f"{r['mode']}: pipeline stages in the node (mean ms/frame): {stages or 'n/a'}")
+    print(f"goal: ratio >= 0.95 pinned. Load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+          f"{time.monotonic() - t_start:.0f} s; logs in {tmp}")
 
 
 if __name__ == "__main__":
