@@ -157,3 +157,44 @@ def test_the_runner_runs_the_default_pipeline_on_real_frames(ref: dict[str, np.n
         assert lifted.shape == (3, 17, 3) and np.isfinite(lifted).all()
     finally:
         runner.close()
+
+
+def test_reference_disagreement_with_the_image_and_the_pelvis_split(ref: dict[str, np.ndarray]) -> None:
+    import cv2
+
+    # Real frames: in frame 0 the reference projects 80-110 px off her in cam01 (cam01 was not among the views
+    # that agreed), in frame 60 onto her.
+    cap = cv2.VideoCapture(str(B.ASSETS / "pose2sim_multi" / "cam01.mp4"))
+    frames = {}
+    try:
+        for f in range(61):
+            ok, bgr = cap.read()
+            assert ok, f"could not read frame {f} of cam01.mp4"
+            if f in (0, 60):
+                frames[f] = np.ascontiguousarray(bgr[:, :, ::-1])
+    finally:
+        cap.release()
+    blaze = B.BlazePoseWorld(model_complexity=1)
+    try:
+        def peer_2d(rgb: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+            answer = blaze.measure(rgb, box)
+            return None if answer is None else answer.keypoints2d
+
+        sub = {k: (v[:, [0, 60]] if k in ("joints_cam01", "box_cam01") else v) for k, v in ref.items()}
+        far, near = B.reference_disagreement_px([frames[0], frames[60]], sub, peer_2d)
+    finally:
+        blaze.close()
+    assert far > 60.0 and near < B.MAX_DISAGREEMENT_PX
+    # The split of the pelvis error: frames by their disagreement, NaN-safe.
+    video = _reference_people(ref)
+    matched, _ = B.match_reference(video, *B.known_boxes(ref, 100))
+    for f in range(30):  # placed 0.2 m off in the first 30 frames
+        video.people[f][matched[f]].joints3d_camera[:] += np.array([0.2, 0.0, 0.0])
+    disagreement = np.where(np.arange(100) < 30, 100.0, 5.0)
+    disagreement[40] = np.nan  # BlazePose found nobody there: not an agreeing frame
+    scores = B.labelled_scores(video, ref, matched, disagreement_px=disagreement)["petr"]
+    assert scores["agreeing_frames"] == 69
+    assert scores["pelvis_error_m"] == pytest.approx(0.06, abs=1e-6)
+    assert scores["pelvis_error_agreeing_m"] == pytest.approx(0.0, abs=1e-6)
+    assert scores["pelvis_error_disagreeing_m"] == pytest.approx(0.2 * 30 / 31, abs=1e-6)
+    assert "agreeing_frames" not in B.labelled_scores(video, ref, matched)["petr"]
