@@ -101,6 +101,9 @@ _COCO_DIRECT = {1: 12, 2: 14, 3: 16, 4: 11, 5: 13, 6: 15, 9: 0, 11: 5, 12: 7, 13
 # Head top above the head centre (mean of eyes and ears), as a fraction of the thorax -> head-centre distance.
 # In Human3.6M the head-top marker sits about half a neck-and-face length above eye level.
 HEAD_TOP_EXTRAPOLATION = 0.5
+# H3.6M joints whose 2D position coco_to_h36m extrapolates (the head top: no detector sees it) rather than measures
+# or averages: metric placement does not fit them (camera.place_skeleton).
+EXTRAPOLATED_JOINTS: tuple[int, ...] = (10,)
 
 
 def coco_to_h36m(keypoints: np.ndarray, scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

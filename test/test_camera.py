@@ -17,7 +17,7 @@ from petr_ros.camera import (
     root_at_depth,
     solve_root_translation,
 )
-from petr_ros.skeleton import NUM_JOINTS
+from petr_ros.skeleton import EXTRAPOLATED_JOINTS, NUM_JOINTS
 
 K = Intrinsics(fx=1145.0, fy=1143.8, cx=512.5, cy=515.4, width=1000, height=1002)
 
@@ -117,7 +117,16 @@ def test_unconfident_root_keypoint_falls_back_to_the_free_fit() -> None:
     np.testing.assert_allclose(project(anchored, K), kp[0], atol=1e-6)
     placed, metric = place_skeleton(kp, xyz, K, (1000, 1002), conf)
     assert metric
-    np.testing.assert_allclose(placed, xyz + anchored, atol=1e-12)
+    measured = conf.copy()
+    measured[list(EXTRAPOLATED_JOINTS)] = 0.0  # placement leaves the extrapolated head top out
+    np.testing.assert_allclose(placed, xyz + solve_root_translation(kp, xyz, K, measured), atol=1e-12)
+    # ...so where its keypoint lies does not matter
+    moved = kp.copy()
+    moved[list(EXTRAPOLATED_JOINTS)] += 80.0
+    np.testing.assert_allclose(place_skeleton(moved, xyz, K, (1000, 1002), conf)[0], placed, atol=1e-12)
+    assert not np.allclose(solve_root_translation(moved, xyz, K, conf), anchored)
+    with pytest.raises(ValueError, match="confidences"):
+        place_skeleton(kp, xyz, K, (1000, 1002), conf[:5])
     with pytest.raises(ValueError, match="anchor"):
         solve_root_translation(kp, xyz, K, anchor=NUM_JOINTS)
 
