@@ -3,6 +3,10 @@
 Person boxes come from the caller; without them the front end uses (tracking mode) boxes around the previous
 call's confident keypoints, else the whole frame padded to 3:4 (one person). All people of a frame run as one
 batch. The stages are separate methods (`prepare`, `heatmaps`, `decode`) so the benchmark can time each.
+
+The backbone runs in the inference form `runtime` chooses (petr_ros.model.runtime): by default PyTorch with every
+BatchNorm folded into its convolution and channels_last (a copy made at start-up; `model` keeps the trained
+module and its state dict). Load new weights into `model`, then call `rebuild_runtime()`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from torch import nn
 
 from petr_ros.detection import check_boxes
 from petr_ros.frontends import Detection2D
-from petr_ros.model.device import autocast, resolve_device, resolve_precision
+from petr_ros.model.device import resolve_device, resolve_precision
 from petr_ros.model.heatmap import DEFAULT_BETA, DEFAULT_WINDOW, decode_heatmaps, heatmap_to_input
 from petr_ros.model.hrnet import HRNetW32, load_hrnet_weights
 from petr_ros.model.runtime import DEFAULT_RUNTIME, InferenceRuntime, build_runtime
@@ -100,14 +104,19 @@ class HRNetFrontEnd:
         self.min_keypoint_score = float(min_keypoint_score)
         self.box_padding = float(box_padding)
         self.input_size = (int(input_size[0]), int(input_size[1]))
-        # torch | onnxruntime | openvino | auto: who runs the backbone (CPU runtimes fall back to PyTorch, logged)
-        w, h = self.input_size
-        self.runtime: InferenceRuntime = build_runtime(
-            self.model, runtime, torch.zeros(1, 3, h, w), self.device, self.autocast_dtype
-        )
-        if self.runtime.name != "torch" or runtime != "torch":
-            LOG.info("HRNet backbone %s", self.runtime.reason)
+        # torch | torch-eager | torch-jit | torch-compile | onnxruntime | openvino | auto: who runs the backbone, in
+        # which form (anything that cannot be built falls back to PyTorch's default form; the reason is logged)
+        self.runtime_name = runtime
+        self.runtime: InferenceRuntime = self.rebuild_runtime()
         self._previous: tuple[np.ndarray, np.ndarray] | None = None  # keypoints (N, 17, 2), scores (N, 17)
+
+    def rebuild_runtime(self) -> InferenceRuntime:
+        """(Re)build what runs the backbone from `self.model`'s current weights (start-up; after loading new ones)."""
+        w, h = self.input_size
+        self.runtime = build_runtime(self.model, self.runtime_name, torch.zeros(1, 3, h, w), self.device,
+                                     self.autocast_dtype)
+        LOG.info("HRNet backbone %s", self.runtime.reason)
+        return self.runtime
 
     # --- stages -------------------------------------------------------------------------------------------
     def person_boxes(self, image_rgb: np.ndarray, boxes: np.ndarray | None) -> tuple[np.ndarray, float]:
@@ -130,11 +139,10 @@ class HRNetFrontEnd:
 
     @torch.inference_mode()
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) -> (N, 17, H/4, W/4) heatmaps (autocast on CUDA; the chosen runtime on the CPU)."""
-        if self.runtime.name != "torch":
-            return self.runtime(images)
-        with autocast(self.device, self.autocast_dtype):
-            return self.model(images)
+        """(N, 3, H, W) -> (N, 17, H/4, W/4) heatmaps by the chosen runtime (PyTorch forms autocast on CUDA)."""
+        if self.runtime.form == "compile" and len(images) > 1:  # compiled for batch 1: a new batch would recompile
+            return torch.cat([self.runtime(images[i : i + 1]) for i in range(len(images))])
+        return self.runtime(images)
 
     @torch.inference_mode()
     def decode(self, heatmaps: torch.Tensor, affines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

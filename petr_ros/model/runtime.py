@@ -1,11 +1,15 @@
 """Optimised CPU runtimes for a network: ONNX export, ONNX Runtime or OpenVINO inference, PyTorch fallback.
 
-`build_runtime(model, runtime, example)` returns an `InferenceRuntime`: a callable (N, ...) float32 tensor ->
-float32 tensor on the CPU, with the `name` of what runs it and the `reason` it was chosen (the sentence the front
-end logs). `runtime` is 'torch' (the module itself), 'onnxruntime', 'openvino' or 'auto' (the fastest one that
-is installed, by the measurement in docs/model.md, else PyTorch). Anything that keeps a runtime from being used
-(package not installed, a device other than the CPU, a precision other than fp32, a failed export or a numerical
-disagreement with PyTorch at build time) falls back to PyTorch with that reason; nothing is downloaded.
+`build_runtime(model, runtime, example)` returns an `InferenceRuntime`: a callable (N, ...) tensor -> tensor, with
+the `name` of what runs it, the PyTorch `form` and the `reason` it was chosen (the sentence the front end logs).
+`runtime` is 'torch' (PyTorch, BatchNorm folded into the convolutions and channels_last: `petr_ros.model.inference`
+form 'fused'), 'torch-eager' (the module as trained), 'torch-jit' (fused + TorchScript frozen), 'torch-compile'
+(fused + torch.compile; tens of seconds at start-up), 'onnxruntime', 'openvino' or 'auto' (the fastest one that
+is installed, by the measurement in docs/model.md, else PyTorch). The PyTorch forms run on any device, under
+autocast to `precision` when given; the CPU runtimes take (N, ...) float32 CPU tensors. Anything that keeps a
+runtime from being used (package not installed, a device other than the CPU, a precision other than fp32, a failed
+export, trace or compile, or a numerical disagreement with PyTorch eager at build time) falls back to PyTorch's
+default form with that reason; nothing is downloaded.
 
 Both runtimes are optional packages (`pip install .[cpu-runtime]`, requirements/cpu-runtime.txt). The export is
 the TorchScript-based `torch.onnx.export(dynamo=False)` (opset 17): it needs only the `onnx` package, whose
@@ -27,10 +31,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from petr_ros.model.inference import DEFAULT_FORM, optimise
+
 LOG = logging.getLogger(__name__)
 
-RUNTIMES = ("torch", "onnxruntime", "openvino", "auto")
+RUNTIMES = ("torch", "onnxruntime", "openvino", "auto", "torch-eager", "torch-jit", "torch-compile")
 DEFAULT_RUNTIME = "torch"
+# PyTorch runtimes -> petr_ros.model.inference forms ('torch': the default form, BatchNorm folded)
+TORCH_FORMS = {"torch": DEFAULT_FORM, "torch-eager": "eager", "torch-jit": "jit", "torch-compile": "compile"}
 # 'auto' order: fastest first, by `benchmark_model.py --only runtimes` on the development machine (docs/model.md).
 AUTO_ORDER = ("onnxruntime", "openvino")
 ONNX_OPSET = 17
@@ -47,7 +55,8 @@ class InferenceRuntime:
     name: str  # 'torch', 'onnxruntime' or 'openvino'
     reason: str  # why this one (the sentence to log)
     run: Callable[[torch.Tensor], torch.Tensor]
-    max_abs_difference: float | None = None  # |runtime - torch| on the build-time check input (None for torch)
+    max_abs_difference: float | None = None  # |runtime - PyTorch eager| on the build-time check input
+    form: str | None = None  # PyTorch's inference form ('eager' | 'fused' | 'jit' | 'compile'); None otherwise
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.run(x)
@@ -133,8 +142,14 @@ def _openvino_runner(onnx_path: Path, threads: int) -> Callable[[torch.Tensor], 
     return run
 
 
-def _torch_runtime(model: nn.Module, reason: str) -> InferenceRuntime:
-    return InferenceRuntime(name="torch", reason=reason, run=model)
+def _torch_runtime(model: nn.Module, why: str, example: torch.Tensor, device: torch.device | str,
+                   precision: torch.dtype | None, form: str = DEFAULT_FORM) -> InferenceRuntime:
+    """PyTorch in inference form `form` (falling back to simpler forms inside `optimise`), where the model is."""
+    first = next(iter(model.parameters()), None)
+    optimised = optimise(model, form, example.to(device if first is None else first.device), precision)
+    reason = f"runtime: PyTorch {optimised.form} ({why}; {optimised.reason})"
+    return InferenceRuntime(name="torch", reason=reason, run=optimised.run,
+                            max_abs_difference=optimised.max_abs_difference, form=optimised.form)
 
 
 def build_runtime(
@@ -147,28 +162,33 @@ def build_runtime(
 ) -> InferenceRuntime:
     """`model` run by `runtime` ('torch' | 'onnxruntime' | 'openvino' | 'auto'); see the module docstring.
 
-    `example` is one input of the size the network will see (its batch may differ later). `device` and
-    `precision` (an autocast dtype or None for fp32) are those the caller would run PyTorch with: the CPU
-    runtimes serve only the CPU in fp32. `threads` defaults to torch.get_num_threads(). An unknown runtime name
+    `example` is one input of the size the network will see (its batch may differ later, except for
+    'torch-compile', which recompiles for every new shape: run it at the example's). `device` and `precision`
+    (an autocast dtype or None for fp32) are those the caller runs PyTorch with: the CPU runtimes serve only the
+    CPU in fp32. `threads` defaults to torch.get_num_threads(). An unknown runtime name
     is a ValueError; everything else that stands in the way falls back to PyTorch with the reason. The runtime
     runs a snapshot of the weights taken now: load new weights into `model` afterwards and build it again."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; use one of {RUNTIMES}")
-    if runtime == "torch":
-        return _torch_runtime(model, "runtime: PyTorch (asked for)")
+
+    def fallback(why: str, form: str = DEFAULT_FORM) -> InferenceRuntime:
+        return _torch_runtime(model, why, example, device, precision, form)
+
+    if runtime in TORCH_FORMS:
+        return fallback("asked for", TORCH_FORMS[runtime])
     if torch.device(device).type != "cpu":
-        return _torch_runtime(model, f"runtime: PyTorch ({runtime} serves only the CPU; device is {device})")
+        return fallback(f"{runtime} serves only the CPU; device is {device}")
     if precision is not None:
-        return _torch_runtime(model, f"runtime: PyTorch ({runtime} runs fp32 only; precision is {precision})")
+        return fallback(f"{runtime} runs fp32 only; precision is {precision}")
     if runtime == "auto":
         candidates = [r for r in AUTO_ORDER if installed(r)]
         if not candidates:
-            return _torch_runtime(model, "runtime: PyTorch (auto: neither openvino nor onnxruntime is installed)")
+            return fallback("auto: neither openvino nor onnxruntime is installed")
     else:
         if not installed(runtime):
-            reason = f"runtime: PyTorch ({runtime} is not installed: pip install .[cpu-runtime])"
-            LOG.warning("%s", reason)
-            return _torch_runtime(model, reason)
+            chosen = fallback(f"{runtime} is not installed: pip install .[cpu-runtime]")
+            LOG.warning("%s", chosen.reason)
+            return chosen
         candidates = [runtime]
     threads = int(threads or torch.get_num_threads())
     failures = []
@@ -176,9 +196,9 @@ def build_runtime(
         try:
             onnx_path = export_onnx(model, Path(tmp) / "model.onnx", example)
         except RuntimeError as err:
-            reason = f"runtime: PyTorch ({runtime}: {err})"
-            LOG.warning("%s", reason)
-            return _torch_runtime(model, reason)
+            chosen = fallback(f"{runtime}: {err}")
+            LOG.warning("%s", chosen.reason)
+            return chosen
         # checked on seeded noise of the example's shape (a blank crop gives a constant map that hides errors)
         check = torch.randn(example.shape, generator=torch.Generator().manual_seed(0), dtype=example.dtype)
         with torch.inference_mode():
@@ -197,6 +217,6 @@ def build_runtime(
             how = "auto: fastest installed" if runtime == "auto" else "asked for"
             reason = f"runtime: {name} ({how}; {threads} threads; max |difference| to PyTorch {diff:.2e})"
             return InferenceRuntime(name=name, reason=reason, run=run, max_abs_difference=diff)
-    reason = f"runtime: PyTorch ({'; '.join(failures)})"
-    LOG.warning("%s", reason)
-    return _torch_runtime(model, reason)
+    chosen = fallback("; ".join(failures))
+    LOG.warning("%s", chosen.reason)
+    return chosen

@@ -1,0 +1,198 @@
+"""petr_ros.model.inference: BatchNorm folded into the convolutions (and the TorchScript / torch.compile forms) agree
+with the trained HRNet-W32; the HRNet front end runs the folded form by default; the fallbacks say why."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from petr_ros.frontends.hrnet import HRNetFrontEnd
+from petr_ros.model import inference
+from petr_ros.model.heatmap import decode_heatmaps
+from petr_ros.model.hrnet import HRNetW32
+from petr_ros.model.inference import batchnorm_count, fold_batchnorm, optimise
+from petr_ros.model.runtime import build_runtime
+
+torch.set_num_threads(1)  # 2 shared cores
+SIZE = (96, 64)  # (H, W): small, divisible by 32 (HRNet's four halvings below the 1/4 stem)
+
+
+@functools.cache
+def _hrnet() -> HRNetW32:
+    """Random-weight HRNet-W32 with non-trivial BatchNorm statistics and affines (a fresh BN is the identity-ish
+    map mean 0, var 1, which would hide a wrong fold)."""
+    torch.manual_seed(5)
+    model = HRNetW32().eval()
+    g = torch.Generator().manual_seed(6)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+                m.weight.copy_(1.0 + 0.2 * torch.randn(c, generator=g))
+                m.bias.copy_(0.1 * torch.randn(c, generator=g))
+    return model
+
+
+def _image(seed: int = 1, batch: int = 2) -> torch.Tensor:
+    return torch.randn(batch, 3, *SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+def _argmax_pixels(heatmaps: torch.Tensor) -> np.ndarray:
+    coords, _ = decode_heatmaps(heatmaps, "argmax")
+    return coords.numpy()
+
+
+def test_fold_batchnorm_removes_every_batchnorm_and_agrees(capsys: pytest.CaptureFixture[str]) -> None:
+    model = _hrnet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded, count = fold_batchnorm(model)
+    assert count == 292 == batchnorm_count(model)  # every BatchNorm of HRNet-W32 follows a convolution
+    assert batchnorm_count(folded) == 0
+    # the trained module is untouched: same layout (the official state dict keeps loading strictly), same values
+    after = model.state_dict()
+    assert list(after) == list(before) and all(torch.equal(before[k], after[k]) for k in before)
+    x = _image()
+    with torch.inference_mode():
+        reference, got = model(x), folded(x)
+    diff = float((got - reference).abs().max())
+    scale = float(reference.abs().max())
+    with capsys.disabled():
+        print(f"\nfolded vs eager HRNet-W32: max |heatmap difference| {diff:.2e} (heatmaps up to {scale:.3g})")
+    assert diff <= 1e-4 * scale
+    # keypoints (argmax of the 1/4-resolution heatmaps): the same cells
+    assert np.abs(_argmax_pixels(got) - _argmax_pixels(reference)).max() <= 1.0
+
+
+def test_fold_handles_sequential_and_named_pairs_only() -> None:
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(3, 4, 3, padding=1, bias=True), nn.BatchNorm2d(4)
+            self.bn_alone = nn.BatchNorm2d(4)  # follows nothing: stays
+            self.seq = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), nn.ReLU(), nn.BatchNorm2d(4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.seq(self.bn_alone(self.bn1(self.conv1(x))))
+
+    block = Block().eval()
+    for m in block.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    folded, count = fold_batchnorm(block)
+    assert count == 2 and batchnorm_count(folded) == 2
+    assert isinstance(folded.bn1, nn.Identity) and isinstance(folded.seq[1], nn.Identity)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), block(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("form", ["eager", "fused", "jit"])
+def test_forms_agree_with_eager_on_another_batch(form: str) -> None:
+    model = _hrnet()
+    built = optimise(model, form, torch.zeros(1, 3, *SIZE))
+    assert built.form == form, built.reason
+    assert "max |difference| to eager" in built.reason and "fallback" not in built.reason
+    x = _image(seed=2, batch=3)  # another batch size than the example's
+    with torch.inference_mode():
+        reference = model(x)
+        got = built(x)
+    assert got.shape == reference.shape and got.is_contiguous()
+    assert float((got - reference).abs().max()) <= 1e-4 * float(reference.abs().max())
+    if form == "fused":
+        assert batchnorm_count(built.module) == 0 and built.module is not model
+
+
+@pytest.mark.slow
+def test_compile_form_agrees_with_eager() -> None:
+    """The torch.compile form's code path on a small conv-BN-ReLU net (compiling HRNet-W32 takes about a minute on
+    two cores; benchmarks/benchmark_model.py --only backbone prints its agreement)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4)).eval()
+    with torch.no_grad():
+        model[1].running_var.uniform_(0.5, 2.0)
+        model[4].running_mean.uniform_(-1.0, 1.0)
+    example = torch.zeros(1, 3, 16, 16)
+    built = optimise(model, "compile", example)
+    if built.form != "compile":  # no C++ compiler, or inductor unsupported here: the fallback is the folded form
+        assert built.form == "fused" and "compile failed" in built.reason
+        pytest.skip(f"torch.compile unavailable here: {built.reason}")
+    x = torch.randn(1, 3, 16, 16)
+    with torch.inference_mode():
+        reference = model(x)
+        got = built(x)
+    torch.testing.assert_close(got, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_fallbacks_say_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _hrnet()
+    example = torch.zeros(1, 3, *SIZE)
+    with pytest.raises(ValueError, match="unknown inference form 'tensorrt'"):
+        optimise(model, "tensorrt", example)
+
+    def no_trace(*_a: object, **_k: object) -> None:
+        raise RuntimeError("tracing refused")
+
+    monkeypatch.setattr(torch.jit, "trace", no_trace)
+    built = optimise(model, "jit", example)
+    assert built.form == "fused" and "jit failed: RuntimeError: tracing refused" in built.reason
+    monkeypatch.setattr(torch, "compile", no_trace)
+    built = optimise(model, "compile", example)
+    assert built.form == "fused" and "compile failed" in built.reason
+    # the TorchScript form runs full precision only: with autocast it is the folded form
+    bf16 = optimise(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval(), "jit", torch.zeros(1, 3, 8, 8),
+                    precision=torch.bfloat16)
+    assert bf16.form == "fused" and "full precision only" in bf16.reason
+
+    # a fold that computes something else is caught by the check and the eager module runs
+    def broken_fold(m: nn.Module) -> tuple[nn.Module, int]:
+        return nn.Sequential(nn.Conv2d(3, 17, 4, stride=4)).eval(), 0
+
+    monkeypatch.setattr(inference, "fold_batchnorm", broken_fold)
+    built = optimise(model, "fused", example)
+    assert built.form == "eager" and "fused disagrees with eager" in built.reason
+
+
+def test_runtime_names_map_to_forms() -> None:
+    model = _hrnet()
+    example = torch.zeros(1, 3, *SIZE)
+    assert build_runtime(model, "torch", example).form == "fused"
+    assert build_runtime(model, "torch-eager", example).form == "eager"
+    jit = build_runtime(model, "torch-jit", example)
+    assert jit.name == "torch" and jit.form == "jit" and "TorchScript" in jit.reason
+    # a CPU runtime that cannot serve the request falls back to PyTorch's default (folded) form
+    on_cuda = build_runtime(model, "onnxruntime", example, device="cuda")
+    assert on_cuda.name == "torch" and on_cuda.form == "fused" and "only the CPU" in on_cuda.reason
+
+
+def test_front_end_runs_the_folded_form_and_keeps_the_trained_module() -> None:
+    model = _hrnet()
+    image = (np.random.default_rng(0).random((120, 90, 3)) * 255).astype(np.uint8)
+    boxes = np.array([[5.0, 5.0, 80.0, 110.0], [20.0, 10.0, 70.0, 90.0]])
+    size = (SIZE[1], SIZE[0])  # the front end's input_size is (width, height)
+    fused_end = HRNetFrontEnd(model=model, device="cpu", tracking=False, input_size=size)
+    eager_end = HRNetFrontEnd(model=model, device="cpu", tracking=False, input_size=size, runtime="torch-eager")
+    assert fused_end.runtime.name == "torch" and fused_end.runtime.form == "fused", fused_end.runtime.reason
+    assert "BatchNorm folded" in fused_end.runtime.reason
+    assert eager_end.runtime.form == "eager"
+    assert fused_end.model is model and batchnorm_count(fused_end.model) == 292  # state dict as trained
+    got, ref = fused_end.detect(image, boxes), eager_end.detect(image, boxes)
+    assert len(got) == len(ref) == 2
+    for a, b in zip(got, ref, strict=True):
+        assert np.abs(a.keypoints - b.keypoints).max() < 1e-2  # pixels
+        assert np.abs(a.scores - b.scores).max() < 1e-4
+    # new weights reach the folded form only when it is rebuilt
+    other = HRNetW32().eval()
+    fused_end.model = other
+    fused_end.rebuild_runtime()
+    eager_other = HRNetFrontEnd(model=other, device="cpu", tracking=False, input_size=size, runtime="torch-eager")
+    got = fused_end.detect(image, boxes)
+    ref = eager_other.detect(image, boxes)
+    assert np.abs(got[0].keypoints - ref[0].keypoints).max() < 1e-2
