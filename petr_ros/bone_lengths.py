@@ -168,13 +168,18 @@ class BoneLengthEstimator:
     def update(self, joints3d: np.ndarray, confidences: np.ndarray | None = None) -> np.ndarray | None:
         """Add one frame's (17, 3) lifted pose (metres); bones whose joints' (17,) 2D confidences fall below
         settings.min_confidence are not measured. Returns the current lengths (None while none is known)."""
-        measured = measure_bone_lengths(np.asarray(joints3d).reshape(NUM_JOINTS, 3))
+        return self.update_measured(measure_bone_lengths(np.asarray(joints3d).reshape(NUM_JOINTS, 3)), confidences)
+
+    def update_measured(self, measured: np.ndarray, confidences: np.ndarray | None = None) -> np.ndarray | None:
+        """`update` with the frame's (16,) bone lengths already measured (`measure_bone_lengths` of its pose;
+        float64, not changed): for callers that measure every person's at once. Returns the current lengths."""
         if confidences is not None:
             conf = np.asarray(confidences, dtype=np.float64).reshape(NUM_JOINTS)
             seen = np.minimum(conf[BONE_CHILDREN], conf[BONE_PARENTS]) >= self.settings.min_confidence
-            measured = np.where(seen, measured, np.nan)
-        if np.isnan(measured).all():
-            return self.lengths
+            if not seen.all():
+                measured = np.where(seen, measured, np.nan)
+                if np.isnan(measured).all():
+                    return self.lengths
         self._buffer[self._next] = measured
         self._next = (self._next + 1) % self.settings.history
         self._frames += 1

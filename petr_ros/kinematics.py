@@ -689,6 +689,22 @@ def _matrix_to_quaternion_np(R: np.ndarray) -> np.ndarray:
     return np.where(q[..., 3:4] < 0, -q, q)
 
 
+def rotation_quaternions_np(R: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) float64 rotation matrices (orthonormal: no check, no renormalisation) -> (..., 4) quaternions
+    (x, y, z, w), w >= 0: _matrix_to_quaternion_np's Shepperd candidate in fewer numpy calls (plain fancy indexing
+    for take_along_axis), for internal callers whose matrices are products of rotations; within 1e-15 of it."""
+    flat = R.reshape(-1, 9)
+    numerators = flat @ _NP_QUATERNION_LINEAR
+    numerators += _NP_QUATERNION_OFFSET
+    four_sq = numerators[:, _NP_FOUR_SQUARES]
+    best = four_sq.argmax(-1)
+    rows = np.arange(len(flat))
+    q = numerators.reshape(-1, 4, 4)[rows, best]
+    scale = 0.5 / np.sqrt(four_sq[rows, best])
+    q *= np.where(q[:, 3] < 0, -scale, scale)[:, None]
+    return q.reshape(R.shape[:-2] + (4,))
+
+
 def _numpy_input(x: Any, name: str, tail: tuple[int | None, ...]) -> tuple[np.ndarray, np.dtype]:
     """Validated float64 numpy array and the dtype to return (the input's floating dtype, float64 for integers)."""
     arr = _check_numpy(x, name, tail)

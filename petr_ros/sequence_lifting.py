@@ -18,16 +18,20 @@ import torch
 from torch import nn
 
 from petr_ros import kinematics
-from petr_ros.bone_lengths import BoneLengthEstimator, BoneLengthSettings, measure_bone_lengths, with_bone_lengths
-from petr_ros.limb_twist import rotations_with_limb_twist
-from petr_ros.model.lifter import normalize_keypoints_2d
+from petr_ros.bone_lengths import _ANCESTRY, BoneLengthEstimator, BoneLengthSettings, with_bone_lengths
+from petr_ros.limb_twist import rotations_of_bones, rotations_with_limb_twist
+from petr_ros.model.lifter import SCALE_EPS, normalize_keypoints_2d
 from petr_ros.model.temporal import NumpySequenceLifter
-from petr_ros.skeleton import NUM_JOINTS
+from petr_ros.skeleton import BONE_CHILDREN, BONE_PARENTS, NUM_JOINTS, ROOT
 
 TRAINED_RATES_HZ = (15.0, 60.0)  # the frame rates the shipped sequence lifter saw in training
 TARGET_RATE_HZ = 30.0  # faster streams are subsampled to about this
 MAX_STRIDE = 4  # history kept: window x this many frames (up to 120 Hz streams resampled to 30 Hz)
 FORGET_AFTER_CALLS = 300  # a track's bone lengths are dropped after this many frames without it
+# bones shorter than this (metres) take the general path (with_bone_lengths' zero-length rule, rotations from the
+# rebuilt joints); real ones are centimetres
+_SHORTEST_BONE = 1e-5
+_BONE_CHILDREN, _BONE_PARENTS = np.asarray(BONE_CHILDREN), np.asarray(BONE_PARENTS)
 
 
 def is_sequence_lifter(model: nn.Module) -> bool:
@@ -38,16 +42,22 @@ def is_sequence_lifter(model: nn.Module) -> bool:
 def window_indices(stamps_s: np.ndarray, window: int) -> np.ndarray:
     """Indices into a track's (T,) stamps (oldest first) of the frames to feed: the newest frame and the ones
     before it, every n-th frame when the stream runs faster than the trained rates (n = rate / 30 Hz)."""
-    stamps = np.asarray(stamps_s, dtype=np.float64)
+    first, stride, newest = _window_range(np.asarray(stamps_s, dtype=np.float64), window)
+    return np.arange(first, newest + 1, stride)
+
+
+def _window_range(stamps: np.ndarray, window: int) -> tuple[int, int, int]:
+    """window_indices as (first, stride, newest): the indices are range(first, newest + 1, stride)."""
     newest = len(stamps) - 1
     stride = 1
     if len(stamps) > 2:
-        steps = np.sort(np.diff(stamps))  # their median (np.median's own overhead is most of its time here)
+        steps = stamps[1:] - stamps[:-1]  # their median (np.median's and np.diff's own overheads are most of it)
+        steps.sort()
         middle = len(steps) // 2
         dt = float(steps[middle] if len(steps) % 2 else 0.5 * (steps[middle - 1] + steps[middle]))
         if dt > 0 and 1.0 / dt > TRAINED_RATES_HZ[1]:
             stride = int(min(MAX_STRIDE, max(1, round((1.0 / dt) / TARGET_RATE_HZ))))
-    return np.arange(newest, -1, -stride)[:window][::-1]
+    return newest - stride * min(window - 1, newest // stride), stride, newest
 
 
 class SequenceTrackLifter:
@@ -83,40 +93,78 @@ class SequenceTrackLifter:
         out = np.zeros((len(histories), self.window, NUM_JOINTS, 2), np.float32)
         for i, history in enumerate(histories):
             # only the frames the window uses are copied out of the history (it holds up to window x MAX_STRIDE)
-            index = window_indices(np.fromiter(history.stamps_s, np.float64, len(history.stamps_s)), self.window)
+            first, stride, newest = _window_range(np.fromiter(history.stamps_s, np.float64, len(history.stamps_s)),
+                                                  self.window)
             keypoints = history.keypoints2d
-            out[i, self.window - len(index):] = [keypoints[k] for k in index]
+            frames = [keypoints[k] for k in range(first, newest + 1, stride)]
+            out[i, self.window - len(frames):] = frames
         return out
+
+    def normalised_windows(self, histories: Sequence[Any]) -> np.ndarray:
+        """`normalize_keypoints_2d(self.windows(histories))`, the same float32 numbers in fewer numpy calls (the
+        input is this class's own float32 windows: the shape needs no check, only finiteness)."""
+        windows = self.windows(histories)
+        if not np.isfinite(windows).all():
+            return normalize_keypoints_2d(windows)  # raises its ValueError
+        centred = windows - windows[..., ROOT : ROOT + 1, :]
+        # np.square(centred).sum(-1).mean(-1, keepdims=True) bit for bit: a sum over 2 is x + y (numpy's reduce
+        # over such a short axis costs several times that), the mean the very ufunc calls np.mean makes
+        squares = np.square(centred)
+        scale = squares[..., 0] + squares[..., 1]
+        scale = np.add.reduce(scale, -1, keepdims=True)
+        np.true_divide(scale, np.intp(NUM_JOINTS), out=scale, casting="unsafe")
+        np.sqrt(scale, out=scale)
+        centred /= np.maximum(scale, SCALE_EPS)[..., None]
+        return centred
 
     def lift_tracks(self, histories: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
         """Joints (N, 17, 3) metres (root-relative, camera axes) and rotations (N, 17, 4) x y z w of the newest
         frame of each history."""
         self._calls += 1
-        normalised = normalize_keypoints_2d(self.windows(histories))
+        normalised = self.normalised_windows(histories)
         if self._numpy_model is not None:
             joints = self._numpy_model(normalised).astype(np.float64)
         else:
             with torch.inference_mode():
                 x = torch.from_numpy(normalised).to(self.device)
                 joints = self.model(x).joints3d.float().cpu().numpy().astype(np.float64)
+        # the bones once for everything below (bone_lengths.measure_bone_lengths and with_bone_lengths, the same
+        # arithmetic): lengths, directions, and the unit bones and root frame side of the joint rotations
+        vectors = joints[:, _BONE_CHILDREN] - joints[:, _BONE_PARENTS]
+        measured = np.sqrt((vectors * vectors).sum(-1))  # = measure_bone_lengths(joints)
+        lengths = measured
         if self.bone_lengths:
-            lengths = measure_bone_lengths(joints)
+            lengths = measured.copy()
             for i, history in enumerate(histories):
                 pid = int(history.person_id)
                 estimator = self._people.get(pid)
                 if estimator is None or len(history.stamps_s) == 1:  # a new track is a new person
                     estimator = self._people[pid] = BoneLengthEstimator(self.bone_length_settings)
-                known = estimator.update(joints[i], np.asarray(history.confidences[-1]))
+                known = estimator.update_measured(measured[i], np.asarray(history.confidences[-1]))
                 if known is not None and estimator.frames >= estimator.settings.min_frames:
                     lengths[i] = known  # else this frame's own lengths
                 self._last_seen[pid] = self._calls
-            joints = with_bone_lengths(joints, lengths)  # all people in one pass
             stale = [pid for pid, seen in self._last_seen.items() if self._calls - seen > FORGET_AFTER_CALLS]
             for pid in stale:
                 self._people.pop(pid, None)
                 self._last_seen.pop(pid, None)
-        rotations = kinematics.matrix_to_quaternion(rotations_with_limb_twist(joints))
-        return joints.astype(np.float32), np.asarray(rotations, np.float32)
+        rotations = None
+        if measured.min() > _SHORTEST_BONE and lengths.min() > _SHORTEST_BONE:  # nearly always
+            directions = vectors / measured[..., None]
+            if self.bone_lengths:  # with_bone_lengths(joints, lengths), all people in one pass
+                scaled = directions * lengths[..., None]
+                joints = joints[:, :1] + _ANCESTRY @ scaled
+            else:
+                scaled = vectors
+            # the rotations of the rebuilt pose from its unit bones (its own bones' directions within 1e-15)
+            matrices = rotations_of_bones(directions, scaled[:, 3] - scaled[:, 0])
+            if matrices is not None:
+                rotations = kinematics.rotation_quaternions_np(matrices)
+        elif self.bone_lengths:
+            joints = with_bone_lengths(joints, lengths)
+        if rotations is None:  # degenerate poses: the general path
+            rotations = kinematics.matrix_to_quaternion(rotations_with_limb_twist(joints))
+        return joints.astype(np.float32), rotations.astype(np.float32)
 
     def reset(self) -> None:
         """Forget every person's bone lengths."""

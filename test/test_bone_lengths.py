@@ -96,6 +96,20 @@ def test_estimator_is_steady_robust_and_ignores_unseen_bones() -> None:
     assert est.lengths is None and est.frames == 0
 
 
+def test_update_measured_is_update() -> None:
+    rng = np.random.default_rng(2)
+    truth = _person(1.75)
+    a, b = BoneLengthEstimator(BoneLengthSettings(history=20)), BoneLengthEstimator(BoneLengthSettings(history=20))
+    for t in range(50):
+        pose = with_bone_lengths(truth, measure_bone_lengths(truth) * rng.uniform(0.9, 1.1, 16))
+        conf = rng.uniform(0.0, 1.0, 17) if t % 3 else None
+        if t == 7:
+            conf = np.zeros(17)  # nothing seen: nothing measured
+        out_a, out_b = a.update(pose, conf), b.update_measured(measure_bone_lengths(pose), conf)
+        assert (out_a is None and out_b is None) or np.array_equal(out_a, out_b)
+    assert a.frames == b.frames
+
+
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="history"):
         BoneLengthSettings(history=0)

@@ -590,6 +590,19 @@ def test_numpy_twins_match_the_torch_path() -> None:
     assert K.matrix_to_quaternion(np.eye(3, dtype=np.int64)).dtype == np.float64
 
 
+def test_rotation_quaternions_of_products_of_rotations() -> None:
+    """The internal quaternions of orthonormal matrices (no renormalisation) are matrix_to_quaternion's, for every
+    Shepperd candidate, w >= 0, any batch shape."""
+    rng = np.random.default_rng(8)
+    matrices = np.concatenate([np.diag(d)[None] for d in ((1, 1, 1.0), (1, -1, -1.0), (-1, 1, -1.0), (-1, -1, 1.0))]
+                              + [np.asarray(K.axis_angle_to_matrix(rng.normal(size=(500, 3)) * 2))])
+    matrices = matrices @ np.asarray(K.axis_angle_to_matrix(rng.normal(size=(504, 3))))  # products, as the callers'
+    np.testing.assert_allclose(K.rotation_quaternions_np(matrices), K.matrix_to_quaternion(matrices), rtol=0,
+                               atol=1e-14)
+    assert (K.rotation_quaternions_np(matrices)[:, 3] >= 0).all()
+    assert K.rotation_quaternions_np(matrices[:6].reshape(2, 3, 3, 3)).shape == (2, 3, 4)
+
+
 def test_joint_rotations_constants_do_not_break_autograd_after_inference_mode() -> None:
     # the cached constant tensors are made on first use; made under inference_mode they could not be saved for
     # backward by a later training step

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from petr_ros import kinematics, metrics
+from petr_ros import limb_twist as lt
 from petr_ros.limb_twist import BEND_FULL, rotations_with_limb_twist
 from petr_ros.skeleton import PARENTS
 
@@ -125,3 +126,27 @@ def test_the_numpy_rewrite_reproduces_the_previous_definition() -> None:
         np.testing.assert_allclose(rotations_with_limb_twist(poses), _limb_twist_before_the_numpy_rewrite(poses),
                                    rtol=0, atol=1e-10)
     assert rotations_with_limb_twist(rest.astype(np.float32)).dtype == np.float64
+
+
+def test_the_fast_path_equals_the_level_by_level_path() -> None:
+    """rotations_of_bones (two batched minimal-rotation steps instead of one per tree level) gives the rotations of
+    the level-by-level path; degenerate poses (zero-length or folded-back bones) take that path itself."""
+    rng = np.random.default_rng(11)
+    rest = kinematics.winter_rest_pose(1.7)
+    realistic = rest + rng.normal(scale=0.03, size=(300, 17, 3))
+    for poses in (realistic, realistic[:1], realistic[:6].reshape(2, 3, 17, 3), realistic[0]):
+        vectors = poses.reshape(-1, 17, 3)[:, lt._BONE_CHILDREN] - poses.reshape(-1, 17, 3)[:, lt._BONE_PARENTS]
+        units = vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+        assert lt.rotations_of_bones(units, vectors[:, 3] - vectors[:, 0]) is not None  # the fast path is taken
+        np.testing.assert_allclose(rotations_with_limb_twist(poses), lt._rotations_with_limb_twist_levels(poses),
+                                   rtol=0, atol=1e-13)
+    wild = rng.normal(scale=0.3, size=(400, 17, 3))  # random joints: bones in every direction
+    for pose in wild:
+        np.testing.assert_allclose(rotations_with_limb_twist(pose), lt._rotations_with_limb_twist_levels(pose),
+                                   rtol=0, atol=1e-9)
+    degenerate = np.stack([rest] * 3)
+    degenerate[0, 13] = degenerate[0, 12]  # a zero-length forearm
+    degenerate[1, 13] = rest[12] - (rest[13] - rest[12])  # a forearm folded back onto the upper arm
+    degenerate[2, 4] = rest[1]  # both hips in one place
+    for pose in degenerate:
+        np.testing.assert_array_equal(rotations_with_limb_twist(pose), lt._rotations_with_limb_twist_levels(pose))

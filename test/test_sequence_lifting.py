@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from petr_ros import kinematics
-from petr_ros.bone_lengths import MIRROR_BONE, measure_bone_lengths
+from petr_ros.bone_lengths import MIRROR_BONE, BoneLengthEstimator, measure_bone_lengths, with_bone_lengths
 from petr_ros.estimator import PersonPose
-from petr_ros.model.lifter import LifterConfig, build_lifter
+from petr_ros.limb_twist import rotations_with_limb_twist
+from petr_ros.model.lifter import LifterConfig, build_lifter, normalize_keypoints_2d
 from petr_ros.pipeline import TrackHistory, TrackLifter
 from petr_ros.sequence_lifting import SequenceTrackLifter, window_indices
 
@@ -115,3 +116,54 @@ def test_track_lifter_on_numpy_equals_its_torch_path() -> None:
         (j_np, q_np), (j_t, q_t) = numpy_path.lift_tracks(histories), torch_path.lift_tracks(histories)
         np.testing.assert_allclose(j_np, j_t, rtol=0, atol=2e-5)
         np.testing.assert_allclose(np.abs((q_np * q_t).sum(-1)), 1.0, atol=1e-4)  # the same rotations (q ~ -q)
+
+
+def test_normalised_windows_are_normalize_keypoints_2d_bit_for_bit() -> None:
+    lifter = _lifter()
+    rng = np.random.default_rng(4)
+    for t in range(40):
+        histories = [_history(1, 1 + t, seed=t), _history(2, 30 + 3 * t, rate_hz=120.0, seed=60 + t)]
+        histories[0].keypoints2d[-1] = rng.uniform(-900, 900, (17, 2)).astype(np.float32)
+        if t % 5 == 0:
+            histories[1].keypoints2d[-1] = np.full((17, 2), 7.0, np.float32)  # every joint on the root
+        np.testing.assert_array_equal(lifter.normalised_windows(histories),
+                                      normalize_keypoints_2d(lifter.windows(histories)))
+    histories[0].keypoints2d[-1] = np.full((17, 2), np.nan, np.float32)
+    with pytest.raises(ValueError, match="NaN"):
+        lifter.normalised_windows(histories)
+
+
+def _lift_tracks_by_its_definition(lifter: SequenceTrackLifter, histories: list[TrackHistory]) -> tuple:
+    """lift_tracks as the public functions compose it (the step before its fused bones and rotations)."""
+    joints = lifter._numpy_model(normalize_keypoints_2d(lifter.windows(histories))).astype(np.float64)
+    lengths = measure_bone_lengths(joints)
+    for i, history in enumerate(histories):
+        estimator = lifter._people.get(history.person_id)
+        if estimator is None or len(history.stamps_s) == 1:
+            estimator = lifter._people[history.person_id] = BoneLengthEstimator(lifter.bone_length_settings)
+        known = estimator.update(joints[i], np.asarray(history.confidences[-1]))
+        if known is not None:
+            lengths[i] = known
+    joints = with_bone_lengths(joints, lengths)
+    return joints.astype(np.float32), kinematics.matrix_to_quaternion(rotations_with_limb_twist(joints))
+
+
+def test_lift_tracks_is_its_definition() -> None:
+    """The fused step (bones measured once, rotations from the rebuilt pose's unit bones, quaternions without
+    renormalisation) publishes the joints of the plain composition bit for bit and its rotations within 1e-12."""
+    fused, reference = _lifter(), _lifter()
+    for t in range(25):
+        histories = [_history(1, 1 + t, seed=t), _history(2, 30 + t, seed=50 + t), _history(3, 5, seed=99 - t)]
+        histories[2].confidences[-1] = np.where(np.arange(17) % 4 == 0, 0.1, 0.9).astype(np.float32)
+        joints, quats = fused.lift_tracks(histories)
+        ref_joints, ref_quats = _lift_tracks_by_its_definition(reference, histories)
+        np.testing.assert_array_equal(joints, ref_joints)
+        np.testing.assert_allclose(quats, ref_quats, rtol=0, atol=1e-7)  # float32 of values within 1e-12
+    # a window collapsed onto one point: zero-length bones, the general path
+    flat = _history(4, 3)
+    for k in range(3):
+        flat.keypoints2d[k] = np.zeros((17, 2), np.float32)
+    unchecked = _lifter()
+    unchecked.bone_lengths = False
+    joints, quats = unchecked.lift_tracks([flat])
+    assert np.isfinite(joints).all() and np.allclose(np.linalg.norm(quats, axis=-1), 1.0, atol=1e-6)

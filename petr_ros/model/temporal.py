@@ -24,6 +24,7 @@ from petr_ros.model.lifter import INPUT_DIM, LifterConfig, LifterOutput, pebrt_o
 from petr_ros.skeleton import NUM_BONES, NUM_JOINTS, PARENTS, ROOT
 
 STATURE_SPAN = (0.82, 1.22)  # bones head: stature = body_height x this range
+_SUM, _MAX, _ANY = np.add.reduce, np.maximum.reduce, np.logical_or.reduce  # without ndarray.sum's Python wrapper
 
 
 def valid_frames(windows: Tensor) -> Tensor:
@@ -179,6 +180,9 @@ class NumpySequenceLifter:
             self._layers.append({
                 "eps1": float(layer.norm1.eps), "eps2": float(layer.norm2.eps),
                 "in_w": f32(in_w * query_scale), "in_b": f32(in_b * query_scale),
+                # the last layer's query (of the last token) and keys and values apart, contiguous
+                "q_w": f32((in_w * query_scale)[:, :d]), "q_b": f32((in_b * query_scale)[:d]),
+                "kv_w": f32(in_w[:, d:]), "kv_b": f32(in_b[d:]),
                 "out_w": f32(out_w), "out_b": f32(out_b),
                 "value_out_w": f32(v_w @ out_w), "value_out_b": f32(v_b @ out_w + out_b),
                 "ff1_w": ff1_w, "ff1_b": ff1_b,
@@ -213,12 +217,16 @@ class NumpySequenceLifter:
             return None
         return cls(model) if on_cpu and cls.supports(model) else None  # type: ignore[arg-type]
 
+    # The forward below calls the ufuncs' own reduce (no ndarray.sum/mean wrappers) and adds biases in place: the
+    # very same float32 operations in the same order as the plain expressions (bit for bit), fewer Python-level
+    # calls. (Each numpy call costs about a microsecond here; `out=` keywords cost more than a fresh array.)
     @staticmethod
     def _standardise(x: np.ndarray, eps: float) -> np.ndarray:
         """LayerNorm without its scale and shift (folded into the next linear layer)."""
         inverse_d = np.float32(1.0 / x.shape[-1])  # sum x 1/d: np.mean's own overhead is twice a sum's
-        centred = x - x.sum(-1, keepdims=True) * inverse_d
-        return centred / np.sqrt((centred * centred).sum(-1, keepdims=True) * inverse_d + eps)
+        centred = x - _SUM(x, -1, keepdims=True) * inverse_d
+        centred /= np.sqrt(_SUM(centred * centred, -1, keepdims=True) * inverse_d + eps)
+        return centred
 
     def _attention(self, p: dict, normed: np.ndarray, last_only: bool, masked: np.ndarray | None) -> np.ndarray:
         """Multi-head self-attention over `normed` (B, T, d) tokens, for every token or the last one only."""
@@ -226,12 +234,17 @@ class NumpySequenceLifter:
         h = self._heads
         hd = d // h
         if t == 1:
-            return normed @ p["value_out_w"] + p["value_out_b"]
+            out = normed @ p["value_out_w"]
+            out += p["value_out_b"]
+            return out
         if last_only:
-            kv = normed @ p["in_w"][:, d:] + p["in_b"][d:]
-            q = normed[:, -1:] @ p["in_w"][:, :d] + p["in_b"][:d]
+            kv = normed @ p["kv_w"]
+            kv += p["kv_b"]
+            q = normed[:, -1:] @ p["q_w"]
+            q += p["q_b"]
         else:
-            qkv = normed @ p["in_w"] + p["in_b"]
+            qkv = normed @ p["in_w"]
+            qkv += p["in_b"]
             q, kv = qkv[..., :d], qkv[..., d:]
         q = q.reshape(b, -1, h, hd).transpose(0, 2, 1, 3)
         k = kv[..., :d].reshape(b, t, h, hd).transpose(0, 2, 3, 1)
@@ -239,13 +252,18 @@ class NumpySequenceLifter:
         scores = q @ k  # (B, h, Q, T), already scaled by 1/sqrt(hd) (folded into the queries)
         if masked is not None:
             scores = np.where(masked[:, None, None, :], np.float32(-np.inf), scores)
-        scores = np.exp(scores - scores.max(-1, keepdims=True))
-        out = ((scores / scores.sum(-1, keepdims=True)) @ v).transpose(0, 2, 1, 3).reshape(b, -1, d)
-        return out @ p["out_w"] + p["out_b"]
+        scores = np.exp(scores - _MAX(scores, -1, keepdims=True))
+        scores /= _SUM(scores, -1, keepdims=True)
+        out = (scores @ v).transpose(0, 2, 1, 3).reshape(b, -1, d) @ p["out_w"]
+        out += p["out_b"]
+        return out
 
     def _feed_forward(self, p: dict, x: np.ndarray) -> np.ndarray:
-        hidden = np.maximum(self._standardise(x, p["eps2"]) @ p["ff1_w"] + p["ff1_b"], 0.0)
-        return hidden @ p["ff2_w"] + p["ff2_b"]
+        hidden = self._standardise(x, p["eps2"]) @ p["ff1_w"]
+        hidden += p["ff1_b"]
+        out = np.maximum(hidden, 0.0) @ p["ff2_w"]
+        out += p["ff2_b"]
+        return out
 
     def __call__(self, keypoints: np.ndarray) -> np.ndarray:
         """(B, T, 17, 2) normalised windows (or (B, 17, 2) frames), float32 -> the last frames' joints (B, 17, 3)."""
@@ -258,10 +276,12 @@ class NumpySequenceLifter:
         x = x[:, -self.config.window:]
         b, steps = x.shape[:2]
         flat = x.reshape(b, steps, NUM_JOINTS * 2)
-        tokens = flat @ self._embed_w + self._embed_b + self._frames_ago_flipped[-steps:]
+        tokens = flat @ self._embed_w
+        tokens += self._embed_b
+        tokens += self._frames_ago_flipped[-steps:]
         masked = None
         if steps > 1:
-            valid = (flat != 0).any(-1)
+            valid = _ANY(flat != 0, -1)
             valid[:, -1] = True
             if not valid.all():
                 if b == 1:  # one track: its missing frames are never attended, so they can go
@@ -269,16 +289,18 @@ class NumpySequenceLifter:
                 else:
                     masked = ~valid
         for p in self._layers[:-1]:
-            tokens = tokens + self._attention(p, self._standardise(tokens, p["eps1"]), False, masked)
-            tokens = tokens + self._feed_forward(p, tokens)
+            tokens += self._attention(p, self._standardise(tokens, p["eps1"]), False, masked)
+            tokens += self._feed_forward(p, tokens)
         p = self._layers[-1]  # the last layer: the last token only (as _last_token_layer)
-        last = tokens[:, -1:] + self._attention(p, self._standardise(tokens, p["eps1"]), True, masked)
-        last = last + self._feed_forward(p, last)
-        raw = self._standardise(last[:, 0], self._norm_eps) @ self._head_w + self._head_b
+        last = self._attention(p, self._standardise(tokens, p["eps1"]), True, masked)
+        last += tokens[:, -1:]
+        last += self._feed_forward(p, last)
+        raw = self._standardise(last[:, 0], self._norm_eps) @ self._head_w
+        raw += self._head_b
         if self.config.variant == "petr":
             return np.tanh(raw).reshape(-1, NUM_JOINTS, 3) * np.float32(self.config.output_scale) * self._root_mask
         directions = raw[:, : NUM_BONES * 3].reshape(-1, NUM_BONES, 3)
-        directions = directions / np.maximum(np.sqrt((directions * directions).sum(-1, keepdims=True)), 1e-6)
+        directions = directions / np.maximum(np.sqrt(_SUM(directions * directions, -1, keepdims=True)), 1e-6)
         low, high = STATURE_SPAN
         stature = self.config.body_height * (low + (high - low) / (1.0 + np.exp(-raw[:, -1:])))
         fraction = self._fraction_low + self._fraction_span / (1.0 + np.exp(-raw[:, NUM_BONES * 3 : NUM_BONES * 4]))
