@@ -152,7 +152,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--only", nargs="+", default=["stages", "3d", "runtimes", "functional", "mediapipe"],
-                    choices=["stages", "3d", "runtimes", "functional", "mediapipe"], help="sections to run")
+                    choices=["stages", "3d", "runtimes", "backbone", "functional", "mediapipe"],
+                    help="sections to run (backbone: PyTorch inference forms, benchmarks/benchmark_backbone.py)")
     ap.add_argument("--frames", type=int, default=60, help="video frames for --only mediapipe")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -192,6 +193,13 @@ def main() -> None:
         mediapipe_path(args.frames)
     if "runtimes" in args.only and device.type == "cpu":
         cpu_runtimes(hrnet, args.batches, args.repeats)
+    if "backbone" in args.only and device.type == "cpu":
+        from benchmark_backbone import measure, print_table  # the forms, interleaved, under this process's policy
+
+        for batch in args.batches:
+            result = measure(args.threads, batch, max(5, args.repeats), ["eager", "fused", "parallel", "jit"], False)
+            result["batch"] = batch
+            print_table([result])
     if "stages" in args.only:
         stages(est, device, args)
     if "functional" in args.only:
@@ -392,11 +400,15 @@ def mediapipe_path(frames: int) -> None:
 
 
 def cpu_runtimes(hrnet: torch.nn.Module, batches: list[int], repeats: int) -> None:
-    """HRNet-W32 on PyTorch eager vs ONNX Runtime vs OpenVINO (the front end's `runtime` option), interleaved."""
+    """HRNet-W32 on PyTorch eager vs PyTorch's default form vs ONNX Runtime vs OpenVINO (the front end's `runtime`
+    option), interleaved."""
     from petr_ros.model.runtime import build_runtime, installed
 
     example = torch.zeros(1, 3, 256, 192)
-    runtimes = {"torch": build_runtime(hrnet, "torch", example)}
+    runtimes = {"torch": build_runtime(hrnet, "torch-eager", example)}
+    default = build_runtime(hrnet, "torch", example)  # PyTorch's default inference form (BatchNorm folded, ...)
+    print(f"torch ({default.form}): {default.reason}")
+    runtimes[f"torch {default.form}"] = default
     for name in ("onnxruntime", "openvino"):
         if not installed(name):
             print(f"{name}: not installed (pip install .[cpu-runtime])")
@@ -422,7 +434,7 @@ def cpu_runtimes(hrnet: torch.nn.Module, batches: list[int], repeats: int) -> No
         base = statistics.median(times["torch"])
         for name in runtimes:
             med, best = statistics.median(times[name]), min(times[name])
-            print(f"  batch {batch:>2} {name:<12} median {med:8.1f} ms (best {best:8.1f}), {base / med:4.2f}x PyTorch "
+            print(f"  batch {batch:>2} {name:<15} median {med:8.1f} ms (best {best:8.1f}), {base / med:4.2f}x PyTorch "
                   f"eager; max |heatmap difference| to PyTorch {diffs[name]:.2e}")
 
 

@@ -4,6 +4,8 @@ with the trained HRNet-W32; the HRNet front end runs the folded form by default;
 from __future__ import annotations
 
 import functools
+import threading
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from petr_ros.frontends.hrnet import HRNetFrontEnd
 from petr_ros.model import inference
 from petr_ros.model.heatmap import decode_heatmaps
 from petr_ros.model.hrnet import HRNetW32
-from petr_ros.model.inference import batchnorm_count, fold_batchnorm, optimise
+from petr_ros.model.inference import BranchParallelHRNet, batchnorm_count, default_form, fold_batchnorm, optimise
 from petr_ros.model.runtime import build_runtime
 
 torch.set_num_threads(1)  # 2 shared cores
@@ -37,6 +39,15 @@ def _hrnet() -> HRNetW32:
                 m.weight.copy_(1.0 + 0.2 * torch.randn(c, generator=g))
                 m.bias.copy_(0.1 * torch.randn(c, generator=g))
     return model
+
+
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    """Two intra-op threads (what the branch-parallel form needs), the module's one thread afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
 
 
 def _image(seed: int = 1, batch: int = 2) -> torch.Tensor:
@@ -109,6 +120,67 @@ def test_forms_agree_with_eager_on_another_batch(form: str) -> None:
         assert batchnorm_count(built.module) == 0 and built.module is not model
 
 
+def test_parallel_form_runs_branches_on_a_second_thread_and_agrees(two_threads: None) -> None:
+    model = _hrnet()
+    assert default_form(model) == "parallel" and default_form(model, "cuda") == "fused"
+    assert default_form(model, threads=1) == "fused" and default_form(nn.Linear(2, 2)) == "fused"
+    built = optimise(model, "parallel", torch.zeros(1, 3, *SIZE))
+    assert built.form == "parallel", built.reason
+    parallel = built.module
+    assert isinstance(parallel, BranchParallelHRNet) and parallel._worker is not None  # the check used it
+    assert batchnorm_count(parallel) == 0
+    seen: set[str] = set()
+    block = parallel.hrnet.stage4[0].branches[3]  # a branch the second thread runs
+    hook = block.register_forward_hook(lambda *_: seen.add(threading.current_thread().name))
+    for batch in (1, 3):
+        x = _image(seed=4, batch=batch)
+        with torch.inference_mode():
+            reference = model(x)
+            got = built(x)
+        assert float((got - reference).abs().max()) <= 1e-4 * float(reference.abs().max())
+    hook.remove()
+    assert seen and all(name.startswith("petr-hrnet-branch") for name in seen)
+    assert torch.get_num_threads() == 2  # the caller's thread count is back
+    torch.set_num_threads(1)  # one thread: the plain forward of the folded module, on this thread
+    seen.clear()
+    hook = block.register_forward_hook(lambda *_: seen.add(threading.current_thread().name))
+    with torch.inference_mode():
+        built(_image(seed=4, batch=1))
+    hook.remove()
+    assert seen == {threading.current_thread().name}
+
+
+class _Fails(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError(f"branch failed on {threading.current_thread().name}")
+
+
+@pytest.mark.parametrize("where", ["worker", "caller", "split chain"])
+def test_parallel_form_errors_propagate_without_hanging(two_threads: None, where: str) -> None:
+    parallel = BranchParallelHRNet(fold_batchnorm(_hrnet())[0].requires_grad_(False))
+    stage3 = parallel.hrnet.stage3[0].branches
+    if where == "worker":
+        stage3[1] = _Fails()  # runs on the worker
+    elif where == "caller":
+        stage3[0] = _Fails()  # runs on the calling thread
+    else:
+        stage3[2][0] = _Fails()  # the first half of branch 2: the worker waits for it
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            with torch.inference_mode():
+                parallel(_image(batch=1))
+        except RuntimeError as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the branch-parallel forward hung after an error"
+    assert len(errors) == 1 and "branch failed" in str(errors[0])
+
+
 @pytest.mark.slow
 def test_compile_form_agrees_with_eager() -> None:
     """The torch.compile form's code path on a small conv-BN-ReLU net (compiling HRNet-W32 takes about a minute on
@@ -160,27 +232,32 @@ def test_fallbacks_say_why(monkeypatch: pytest.MonkeyPatch) -> None:
     assert built.form == "eager" and "fused disagrees with eager" in built.reason
 
 
-def test_runtime_names_map_to_forms() -> None:
+def test_runtime_names_map_to_forms(two_threads: None) -> None:
     model = _hrnet()
     example = torch.zeros(1, 3, *SIZE)
-    assert build_runtime(model, "torch", example).form == "fused"
+    assert build_runtime(model, "torch", example).form == "parallel"  # HRNet, CPU, 2 threads
+    assert build_runtime(nn.Sequential(nn.Conv2d(3, 4, 3)), "torch", example).form == "fused"  # not an HRNet
     assert build_runtime(model, "torch-eager", example).form == "eager"
+    assert build_runtime(model, "torch-fused", example).form == "fused"
+    assert build_runtime(model, "torch-parallel", example).form == "parallel"
     jit = build_runtime(model, "torch-jit", example)
     assert jit.name == "torch" and jit.form == "jit" and "TorchScript" in jit.reason
     # a CPU runtime that cannot serve the request falls back to PyTorch's default (folded) form
-    on_cuda = build_runtime(model, "onnxruntime", example, device="cuda")
-    assert on_cuda.name == "torch" and on_cuda.form == "fused" and "only the CPU" in on_cuda.reason
+    on_cuda = build_runtime(model, "onnxruntime", example, device="cuda")  # the model is on the CPU here
+    assert on_cuda.name == "torch" and on_cuda.form == "parallel" and "only the CPU" in on_cuda.reason
+    torch.set_num_threads(1)
+    assert build_runtime(model, "torch", example).form == "fused"  # one thread: nothing to run branches on
 
 
-def test_front_end_runs_the_folded_form_and_keeps_the_trained_module() -> None:
+def test_front_end_runs_the_parallel_folded_form_and_keeps_the_trained_module(two_threads: None) -> None:
     model = _hrnet()
     image = (np.random.default_rng(0).random((120, 90, 3)) * 255).astype(np.uint8)
     boxes = np.array([[5.0, 5.0, 80.0, 110.0], [20.0, 10.0, 70.0, 90.0]])
     size = (SIZE[1], SIZE[0])  # the front end's input_size is (width, height)
     fused_end = HRNetFrontEnd(model=model, device="cpu", tracking=False, input_size=size)
     eager_end = HRNetFrontEnd(model=model, device="cpu", tracking=False, input_size=size, runtime="torch-eager")
-    assert fused_end.runtime.name == "torch" and fused_end.runtime.form == "fused", fused_end.runtime.reason
-    assert "BatchNorm folded" in fused_end.runtime.reason
+    assert fused_end.runtime.name == "torch" and fused_end.runtime.form == "parallel", fused_end.runtime.reason
+    assert "BatchNorm folded" in fused_end.runtime.reason and "branches on 2 threads" in fused_end.runtime.reason
     assert eager_end.runtime.form == "eager"
     assert fused_end.model is model and batchnorm_count(fused_end.model) == 292  # state dict as trained
     got, ref = fused_end.detect(image, boxes), eager_end.detect(image, boxes)

@@ -5,8 +5,9 @@ call's confident keypoints, else the whole frame padded to 3:4 (one person). All
 batch. The stages are separate methods (`prepare`, `heatmaps`, `decode`) so the benchmark can time each.
 
 The backbone runs in the inference form `runtime` chooses (petr_ros.model.runtime): by default PyTorch with every
-BatchNorm folded into its convolution and channels_last (a copy made at start-up; `model` keeps the trained
-module and its state dict). Load new weights into `model`, then call `rebuild_runtime()`.
+BatchNorm folded into its convolution, channels_last and, on the CPU with >= 2 threads, HRNet's parallel branches
+on two threads (petr_ros.model.inference; a copy made at start-up, so `model` keeps the trained module and its
+state dict). Load new weights into `model`, then call `rebuild_runtime()`.
 """
 
 from __future__ import annotations
@@ -104,8 +105,8 @@ class HRNetFrontEnd:
         self.min_keypoint_score = float(min_keypoint_score)
         self.box_padding = float(box_padding)
         self.input_size = (int(input_size[0]), int(input_size[1]))
-        # torch | torch-eager | torch-jit | torch-compile | onnxruntime | openvino | auto: who runs the backbone, in
-        # which form (anything that cannot be built falls back to PyTorch's default form; the reason is logged)
+        # runtime.RUNTIMES (torch, torch-eager, ..., onnxruntime, openvino, auto): who runs the backbone, in which
+        # form (anything that cannot be built falls back to PyTorch's default form; the reason is logged)
         self.runtime_name = runtime
         self.runtime: InferenceRuntime = self.rebuild_runtime()
         self._previous: tuple[np.ndarray, np.ndarray] | None = None  # keypoints (N, 17, 2), scores (N, 17)

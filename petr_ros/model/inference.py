@@ -27,7 +27,8 @@ import copy
 import logging
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -38,11 +39,12 @@ from petr_ros.model.device import autocast
 
 LOG = logging.getLogger(__name__)
 
-FORMS = ("eager", "fused", "jit", "compile")
-# The default on every device: the cheapest form that removes the BatchNorm regions; `jit` measured no faster on
-# the CPU and `compile` costs a start-up compile per shape (docs/model.md "CPU runtimes").
+FORMS = ("eager", "fused", "parallel", "jit", "compile")
+# The default form (`default_form`): 'parallel' for HRNet on the CPU with >= 2 threads (fastest under both wait
+# policies), else 'fused'; `jit` measured no faster than `fused`, and `compile` costs a start-up compile per shape
+# (docs/model.md "CPU runtimes").
 DEFAULT_FORM = "fused"
-_FALLBACK = {"compile": "fused", "jit": "fused", "fused": "eager"}
+_FALLBACK = {"compile": "fused", "jit": "fused", "parallel": "fused", "fused": "eager"}
 # Largest |form - eager| accepted, relative to the largest |eager output| on the check input: folding changes the
 # order of fp32 operations (~1e-6 relative); a wrong graph differs by O(1).
 AGREEMENT_TOLERANCE = 1e-3
@@ -75,9 +77,157 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
     return folded_model, count
 
 
+def is_hrnet(model: nn.Module) -> bool:
+    """Whether `model` has HRNet's stage structure (what the branch-parallel form runs)."""
+    return all(hasattr(model, a) for a in ("conv1", "bn1", "conv2", "bn2", "layer1", "transition1", "stage2",
+                                           "final_layer"))
+
+
+def default_form(model: nn.Module, device: torch.device | str = "cpu", threads: int | None = None) -> str:
+    """The form PyTorch runs `model` in by default: 'parallel' for HRNet on the CPU with >= 2 intra-op threads,
+    else 'fused' (BatchNorm folded, channels_last)."""
+    threads = torch.get_num_threads() if threads is None else threads
+    return "parallel" if is_hrnet(model) and torch.device(device).type == "cpu" and threads >= 2 else "fused"
+
+
 def batchnorm_count(model: nn.Module) -> int:
     """How many BatchNorm layers `model` still holds."""
     return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+class _Worker:
+    """One daemon thread that runs submitted calls with one intra-op thread, under inference mode (grad mode is
+    per thread)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="petr-hrnet-branch")
+        threads = torch.get_num_threads()
+        # torch.set_num_threads sets the calling thread's OpenMP team size and a process-wide default for threads
+        # that start later: give the worker one thread, then put the caller's default back.
+        self._pool.submit(torch.set_num_threads, 1).result()
+        torch.set_num_threads(threads)
+
+    def submit(self, fn: Callable[..., object], *args: object) -> Future:
+        def call() -> object:
+            with torch.inference_mode():
+                return fn(*args)
+
+        return self._pool.submit(call)
+
+
+def _chain(blocks: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    for block in blocks:
+        x = block(x)
+    return x
+
+
+class BranchParallelHRNet(nn.Module):
+    """HRNet-W32 (its BatchNorm folded or not) with its parallel branches run on two threads of one intra-op
+    thread each, instead of every operation on an OpenMP team of two.
+
+    HRNet's stages run 2-4 branches that do not depend on each other until the exchange (fuse) step, and by design
+    every branch costs about the same (channels double where the resolution halves). So two threads can each take
+    half the branches (three branches: one thread runs branch 1 and the second half of branch 2, the other the first
+    half of branch 2 and branch 0) and then half of the exchange outputs: about 30 hand-overs per forward instead of
+    about 900 OpenMP parallel regions, each of which wakes a sleeping thread under OMP_WAIT_POLICY=PASSIVE. The stem
+    and the head run as usual (OpenMP, the caller's thread count). The same operations in the same order on every
+    tensor: the output equals the wrapped module's. Used on the CPU when the caller has >= 2 intra-op threads and no
+    autocast is active; otherwise (CUDA, one thread, autocast) it is the wrapped module's forward."""
+
+    def __init__(self, hrnet: nn.Module) -> None:
+        super().__init__()
+        self.hrnet = hrnet
+        self._worker: _Worker | None = None
+
+    def _parallel(self, x: torch.Tensor) -> bool:
+        return (x.device.type == "cpu" and torch.get_num_threads() >= 2 and not torch.is_autocast_enabled("cpu")
+                and is_hrnet(self.hrnet))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._parallel(x):
+            return self.hrnet(x)
+        if self._worker is None:
+            self._worker = _Worker()
+        m = self.hrnet
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] % 32 or x.shape[3] % 32:
+            return m(x)  # the module's own checks raise the error
+        x = m.relu(m.bn1(m.conv1(x)))
+        x = m.relu(m.bn2(m.conv2(x)))
+        xs = [m.layer1(x)]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            s = 2
+            while hasattr(m, f"stage{s}"):
+                inputs = []
+                for i, t in enumerate(getattr(m, f"transition{s - 1}")):
+                    src = xs[i] if i < len(xs) else xs[-1]
+                    inputs.append(src if t is None else t(src))
+                for module in getattr(m, f"stage{s}"):
+                    inputs = self._module(module, inputs)
+                xs = inputs
+                s += 1
+        finally:
+            torch.set_num_threads(threads)
+        return m.final_layer(xs[0])
+
+    def _module(self, module: nn.Module, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        xs = self._branches(module.branches, xs)
+        outputs = len(module.fuse_layers)
+
+        def fuse(i: int) -> torch.Tensor:
+            layers = module.fuse_layers[i]
+            y = xs[0] if i == 0 else layers[0](xs[0])
+            for j in range(1, module.num_branches):
+                y = y + (xs[j] if i == j else layers[j](xs[j]))
+            return module.relu(y)
+
+        if outputs == 1:
+            return [fuse(0)]
+        odd = self._worker.submit(lambda: [fuse(i) for i in range(1, outputs, 2)])
+        out: list[torch.Tensor] = [None] * outputs  # type: ignore[list-item]
+        out[0::2] = self._main_part(odd, lambda: [fuse(i) for i in range(0, outputs, 2)])
+        out[1::2] = odd.result()
+        return out
+
+    def _main_part(self, other: Future, fn: Callable[[], object]) -> object:
+        """fn() on this thread while `other` runs on the worker; waits for `other` whatever happens."""
+        try:
+            return fn()
+        except BaseException:
+            other.exception()  # let the worker finish before the error propagates
+            raise
+
+    def _branches(self, branches: nn.ModuleList, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        n = len(xs)
+        if n == 1:
+            return [branches[0](xs[0])]
+        if n == 3:  # 3 equal branches on 2 threads: split branch 2's chain of blocks between them
+            chain = list(branches[2])
+            half = len(chain) // 2
+            middle: Future = Future()
+
+            def second() -> tuple[torch.Tensor, torch.Tensor]:
+                y1 = branches[1](xs[1])
+                return y1, _chain(chain[half:], middle.result())
+
+            other = self._worker.submit(second)
+
+            def first() -> torch.Tensor:
+                try:
+                    middle.set_result(_chain(chain[:half], xs[2]))
+                except BaseException as err:
+                    middle.set_exception(err)
+                    raise
+                return branches[0](xs[0])
+
+            y0 = self._main_part(other, first)
+            y1, y2 = other.result()
+            return [y0, y1, y2]
+        mine, theirs = list(range((n + 1) // 2)), list(range((n + 1) // 2, n))
+        other = self._worker.submit(lambda: [branches[i](xs[i]) for i in theirs])
+        ys = self._main_part(other, lambda: [branches[i](xs[i]) for i in mine])
+        return ys + other.result()
 
 
 @dataclass
@@ -122,6 +272,11 @@ def _build(
     x = example.contiguous(memory_format=torch.channels_last) if channels_last else example
     if form == "fused":
         return fused, _runner(fused, channels_last, device, precision)
+    if form == "parallel":
+        if not is_hrnet(fused):
+            raise RuntimeError(f"the branch-parallel form is for HRNet, not {type(model).__name__}")
+        parallel = BranchParallelHRNet(fused.requires_grad_(False))
+        return parallel, _runner(parallel, channels_last, device, precision)
     if form == "jit":
         if precision is not None:
             raise RuntimeError(f"the TorchScript form runs full precision only (precision is {precision})")
@@ -178,6 +333,7 @@ def optimise(
             continue
         what = {"eager": "eager (the module as trained)",
                 "fused": "BatchNorm folded into the convolutions, channels_last",
+                "parallel": "BatchNorm folded, channels_last, branches on 2 threads of 1 intra-op thread each",
                 "jit": "BatchNorm folded, channels_last, TorchScript frozen + optimize_for_inference",
                 "compile": "BatchNorm folded, channels_last, torch.compile (inductor, freezing)"}[current]
         reason = f"{what}; built in {seconds:.1f} s; max |difference| to eager {diff:.2e}"

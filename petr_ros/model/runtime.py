@@ -2,10 +2,11 @@
 
 `build_runtime(model, runtime, example)` returns an `InferenceRuntime`: a callable (N, ...) tensor -> tensor, with
 the `name` of what runs it, the PyTorch `form` and the `reason` it was chosen (the sentence the front end logs).
-`runtime` is 'torch' (PyTorch, BatchNorm folded into the convolutions and channels_last: `petr_ros.model.inference`
-form 'fused'), 'torch-eager' (the module as trained), 'torch-jit' (fused + TorchScript frozen), 'torch-compile'
-(fused + torch.compile; tens of seconds at start-up), 'onnxruntime', 'openvino' or 'auto' (the fastest one that
-is installed, by the measurement in docs/model.md, else PyTorch). The PyTorch forms run on any device, under
+`runtime` is 'torch' (PyTorch in `petr_ros.model.inference.default_form`: BatchNorm folded into the convolutions,
+channels_last, and for HRNet on the CPU its branches on two threads), 'torch-eager' (the module as trained),
+'torch-fused' (folded only), 'torch-parallel', 'torch-jit' (folded + TorchScript frozen), 'torch-compile' (folded +
+torch.compile; a minute at start-up), 'onnxruntime', 'openvino' or 'auto' (the fastest one that is installed, by
+the measurement in docs/model.md, else PyTorch). The PyTorch forms run on any device, under
 autocast to `precision` when given; the CPU runtimes take (N, ...) float32 CPU tensors. Anything that keeps a
 runtime from being used (package not installed, a device other than the CPU, a precision other than fp32, a failed
 export, trace or compile, or a numerical disagreement with PyTorch eager at build time) falls back to PyTorch's
@@ -31,14 +32,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from petr_ros.model.inference import DEFAULT_FORM, optimise
+from petr_ros.model.inference import default_form, optimise
 
 LOG = logging.getLogger(__name__)
 
-RUNTIMES = ("torch", "onnxruntime", "openvino", "auto", "torch-eager", "torch-jit", "torch-compile")
+RUNTIMES = ("torch", "onnxruntime", "openvino", "auto", "torch-eager", "torch-fused", "torch-parallel", "torch-jit",
+            "torch-compile")
 DEFAULT_RUNTIME = "torch"
-# PyTorch runtimes -> petr_ros.model.inference forms ('torch': the default form, BatchNorm folded)
-TORCH_FORMS = {"torch": DEFAULT_FORM, "torch-eager": "eager", "torch-jit": "jit", "torch-compile": "compile"}
+# PyTorch runtimes -> petr_ros.model.inference forms ('torch': `default_form`, branch-parallel HRNet on the CPU)
+TORCH_FORMS = {"torch": None, "torch-eager": "eager", "torch-fused": "fused", "torch-parallel": "parallel",
+               "torch-jit": "jit", "torch-compile": "compile"}
 # 'auto' order: fastest first, by `benchmark_model.py --only runtimes` on the development machine (docs/model.md).
 AUTO_ORDER = ("onnxruntime", "openvino")
 ONNX_OPSET = 17
@@ -143,10 +146,12 @@ def _openvino_runner(onnx_path: Path, threads: int) -> Callable[[torch.Tensor], 
 
 
 def _torch_runtime(model: nn.Module, why: str, example: torch.Tensor, device: torch.device | str,
-                   precision: torch.dtype | None, form: str = DEFAULT_FORM) -> InferenceRuntime:
-    """PyTorch in inference form `form` (falling back to simpler forms inside `optimise`), where the model is."""
+                   precision: torch.dtype | None, form: str | None = None) -> InferenceRuntime:
+    """PyTorch in inference form `form` (None: `default_form`; simpler forms if it cannot be built), where the
+    model is."""
     first = next(iter(model.parameters()), None)
-    optimised = optimise(model, form, example.to(device if first is None else first.device), precision)
+    where = torch.device(device) if first is None else first.device
+    optimised = optimise(model, form or default_form(model, where), example.to(where), precision)
     reason = f"runtime: PyTorch {optimised.form} ({why}; {optimised.reason})"
     return InferenceRuntime(name="torch", reason=reason, run=optimised.run,
                             max_abs_difference=optimised.max_abs_difference, form=optimised.form)
@@ -171,7 +176,7 @@ def build_runtime(
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; use one of {RUNTIMES}")
 
-    def fallback(why: str, form: str = DEFAULT_FORM) -> InferenceRuntime:
+    def fallback(why: str, form: str | None = None) -> InferenceRuntime:
         return _torch_runtime(model, why, example, device, precision, form)
 
     if runtime in TORCH_FORMS:
