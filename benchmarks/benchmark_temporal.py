@@ -8,7 +8,10 @@ sequence lifter once for all people, rebuilds each pose with that person's bone 
 rotations (limb twist) and quaternions. Printed: milliseconds per call and per person (median over repeats),
 split into the network alone (PyTorch, and the numpy forward the step runs on the CPU) and the whole step, and
 for comparison the one-token single-frame lift of the
-same people (network + minimal-twist rotations, as PoseEstimator.lift_keypoints does it).
+same people (network + minimal-twist rotations, as PoseEstimator.lift_keypoints does it). A second table splits
+the step into its parts, each timed alone on the step's own inputs (settled tracks: full histories, bone lengths
+known): windows with normalisation, the numpy network, bone lengths (measured, each person's estimator, the pose
+rebuilt), joint rotations with the limb twist, quaternions; "rest" is the whole step less the parts.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from petr_ros import kinematics  # noqa: E402
+from petr_ros import kinematics, limb_twist  # noqa: E402
+from petr_ros import sequence_lifting as sl  # noqa: E402
 from petr_ros.estimator import PersonPose  # noqa: E402
 from petr_ros.model.checkpoint import DEFAULT_LIFTER_PATH, load_lifter  # noqa: E402
 from petr_ros.model.lifter import LifterConfig, build_lifter, normalize_keypoints_2d  # noqa: E402
@@ -74,8 +78,10 @@ def main() -> int:
     lifter = SequenceTrackLifter(model)
     single = build_lifter(LifterConfig(output_scale=2.0)).eval()  # the previous default's one-token shape
     print(f"lifter {args.lifter}: {ckpt.config.architecture}/{ckpt.config.variant}, window {ckpt.config.window}, "
-          f"{sum(p.numel() for p in model.parameters()):,} parameters; {args.threads} thread(s)")
+          f"{sum(p.numel() for p in model.parameters()):,} parameters; {args.threads} thread(s); load average "
+          f"{os.getloadavg()[0]:.2f}")
     print("milliseconds, median (minimum) over the repeats")
+    parts = []
     print(f"{'people':>6s} {'network torch':>14s} {'network numpy':>14s} {'whole step':>14s} {'per person':>14s} "
           f"{'one-token lift':>15s}")
     for people in args.people:
@@ -98,12 +104,47 @@ def main() -> int:
         whole = _median_ms(lambda h=histories: lifter.lift_tracks(h), args.repeats)
         old = _median_ms(one_token, args.repeats)
 
-        def cell(ms: tuple[float, float], per: int = 1) -> str:
-            return f"{ms[0] / per:.2f} ({ms[1] / per:.2f})"
-
         print(f"{people:6d} {cell(net):>14s} {cell(net_np):>14s} {cell(whole):>14s} {cell(whole, people):>14s} "
               f"{cell(old):>15s}")
+        if fast is not None:
+            parts.append((people, _parts(lifter, histories, args.repeats), whole))
+    if parts:
+        print("\nthe step's parts, milliseconds median (minimum), each alone on the step's inputs")
+        names = ("windows+norm.", "network", "bone lengths", "rotations", "quaternions", "rest")
+        print(f"{'people':>6s} " + " ".join(f"{n:>14s}" for n in names))
+        for people, timed, whole in parts:
+            rest = (whole[0] - sum(t[0] for t in timed), whole[1] - sum(t[1] for t in timed))
+            print(f"{people:6d} " + " ".join(f"{cell(t):>14s}" for t in (*timed, rest)))
     return 0
+
+
+def cell(ms: tuple[float, float], per: int = 1) -> str:
+    return f"{ms[0] / per:.3f} ({ms[1] / per:.3f})"
+
+
+def _parts(lifter: SequenceTrackLifter, histories: list[TrackHistory], repeats: int) -> list[tuple[float, float]]:
+    """The parts of lift_tracks (numpy network, bone lengths on), as it runs them, each timed alone."""
+    normalised = lifter.normalised_windows(histories)
+    joints = lifter._numpy_model(normalised).astype(np.float64)
+    vectors = joints[:, sl._BONE_CHILDREN] - joints[:, sl._BONE_PARENTS]
+    estimators = [lifter._people[int(h.person_id)] for h in histories]
+
+    def bones() -> np.ndarray:
+        v = joints[:, sl._BONE_CHILDREN] - joints[:, sl._BONE_PARENTS]
+        measured = np.sqrt((v * v).sum(-1))
+        lengths = measured.copy()
+        for i, (history, estimator) in enumerate(zip(histories, estimators, strict=True)):
+            lengths[i] = estimator.update_measured(measured[i], np.asarray(history.confidences[-1]))
+        return joints[:, :1] + sl._ANCESTRY @ (v / measured[..., None] * lengths[..., None])
+
+    units = vectors / np.sqrt((vectors * vectors).sum(-1))[..., None]
+    side = vectors[:, 3] - vectors[:, 0]
+    matrices = limb_twist.rotations_of_bones(units, side)
+    return [_median_ms(lambda: lifter.normalised_windows(histories), repeats),
+            _median_ms(lambda: lifter._numpy_model(normalised), repeats),
+            _median_ms(bones, repeats),
+            _median_ms(lambda: limb_twist.rotations_of_bones(units, side), repeats),
+            _median_ms(lambda: kinematics.rotation_quaternions_np(matrices), repeats)]
 
 
 if __name__ == "__main__":

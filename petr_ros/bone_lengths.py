@@ -175,8 +175,9 @@ class BoneLengthEstimator:
         float64, not changed): for callers that measure every person's at once. Returns the current lengths."""
         if confidences is not None:
             conf = np.asarray(confidences, dtype=np.float64).reshape(NUM_JOINTS)
-            seen = np.minimum(conf[BONE_CHILDREN], conf[BONE_PARENTS]) >= self.settings.min_confidence
-            if not seen.all():
+            joint_seen = conf >= self.settings.min_confidence
+            seen = joint_seen if joint_seen.all() else joint_seen[BONE_CHILDREN] & joint_seen[BONE_PARENTS]
+            if not seen.all():  # a bone is measured where both of its joints were seen
                 measured = np.where(seen, measured, np.nan)
                 if np.isnan(measured).all():
                     return self.lengths

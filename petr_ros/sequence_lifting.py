@@ -32,6 +32,7 @@ FORGET_AFTER_CALLS = 300  # a track's bone lengths are dropped after this many f
 # rebuilt joints); real ones are centimetres
 _SHORTEST_BONE = 1e-5
 _BONE_CHILDREN, _BONE_PARENTS = np.asarray(BONE_CHILDREN), np.asarray(BONE_PARENTS)
+assert np.array_equal(_BONE_CHILDREN, np.arange(1, NUM_JOINTS))
 
 
 def is_sequence_lifter(model: nn.Module) -> bool:
@@ -130,8 +131,8 @@ class SequenceTrackLifter:
                 joints = self.model(x).joints3d.float().cpu().numpy().astype(np.float64)
         # the bones once for everything below (bone_lengths.measure_bone_lengths and with_bone_lengths, the same
         # arithmetic): lengths, directions, and the unit bones and root frame side of the joint rotations
-        vectors = joints[:, _BONE_CHILDREN] - joints[:, _BONE_PARENTS]
-        measured = np.sqrt((vectors * vectors).sum(-1))  # = measure_bone_lengths(joints)
+        vectors = joints[:, 1:] - joints[:, _BONE_PARENTS]  # bone b ends at joint b + 1
+        measured = np.sqrt(np.add.reduce(vectors * vectors, -1))  # = measure_bone_lengths(joints)
         lengths = measured
         if self.bone_lengths:
             lengths = measured.copy()

@@ -159,11 +159,22 @@ def test_lift_tracks_is_its_definition() -> None:
         ref_joints, ref_quats = _lift_tracks_by_its_definition(reference, histories)
         np.testing.assert_array_equal(joints, ref_joints)
         np.testing.assert_allclose(quats, ref_quats, rtol=0, atol=1e-7)  # float32 of values within 1e-12
-    # a window collapsed onto one point: zero-length bones, the general path
-    flat = _history(4, 3)
-    for k in range(3):
-        flat.keypoints2d[k] = np.zeros((17, 2), np.float32)
-    unchecked = _lifter()
-    unchecked.bone_lengths = False
-    joints, quats = unchecked.lift_tracks([flat])
-    assert np.isfinite(joints).all() and np.allclose(np.linalg.norm(quats, axis=-1), 1.0, atol=1e-6)
+    # a lifter whose poses collapse (zero-length bones) and one with a folded-back forearm: the general path
+    rest = kinematics.winter_rest_pose(1.7)
+    folded = rest.copy()
+    folded[13] = rest[12] - (rest[13] - rest[12])
+    for pose in (np.zeros((17, 3)), folded):
+        fused, reference = _lifter(), _lifter()
+        for lifter in (fused, reference):
+            lifter._numpy_model = lambda x, p=pose: np.repeat(p[None].astype(np.float32), len(x), axis=0)
+        histories = [_history(1, 12), _history(2, 1, seed=3)]
+        for _ in range(3):
+            joints, quats = fused.lift_tracks(histories)
+            ref_joints, ref_quats = _lift_tracks_by_its_definition(reference, histories)
+            np.testing.assert_array_equal(joints, ref_joints)
+            np.testing.assert_allclose(quats, ref_quats, rtol=0, atol=1e-7)
+        fused.bone_lengths = False
+        joints, quats = fused.lift_tracks(histories)
+        np.testing.assert_array_equal(joints, np.repeat(pose[None].astype(np.float32), 2, axis=0))
+        np.testing.assert_allclose(quats, kinematics.matrix_to_quaternion(rotations_with_limb_twist(
+            pose.astype(np.float32).astype(np.float64)))[None].repeat(2, 0), rtol=0, atol=1e-7)
