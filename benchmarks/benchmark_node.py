@@ -95,6 +95,26 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * CLOCK_TICK_S
 
 
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name of process `pid` (threads of one name summed; digits dropped; Python's own
+    threads are all "python" except the main thread, "main")."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            name = (task / "comm").read_text().strip().rstrip("0123456789.").rstrip("_-.") or "?"
+            if task.name == str(pid):
+                name = "main"  # a Python process's main thread (the node's executor)
+        except OSError:  # the thread ended
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) * CLOCK_TICK_S
+    return out
+
+
+def per_frame_ms(before: dict[str, float], after: dict[str, float], frames: int) -> dict[str, float]:
+    return {k: 1e3 * (after[k] - before.get(k, 0.0)) / frames for k in after if after[k] > before.get(k, 0.0)}
+
+
 def reply(obj: dict) -> None:
     print(json.dumps(obj), flush=True)
 
@@ -123,13 +143,14 @@ def model_server(args: argparse.Namespace) -> None:
         if not line.startswith("run"):
             break
         seconds = float(line.split()[1])
-        count, c0, t0 = 0, time.process_time(), time.perf_counter()
+        count, c0, t0, th0 = 0, time.process_time(), time.perf_counter(), thread_cpu_s(os.getpid())
         while time.perf_counter() - t0 < seconds:
             pipeline.process(frames[n % len(frames)], n / 30.0)
             n += 1
             count += 1
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        reply({"fps": count / wall, "cpu_ms_per_frame": 1e3 * cpu / count, "frames": count})
+        reply({"fps": count / wall, "cpu_ms_per_frame": 1e3 * cpu / count, "frames": count,
+               "threads_ms": per_frame_ms(th0, thread_cpu_s(os.getpid()), count)})
     pipeline.close()
 
 
@@ -153,12 +174,12 @@ def camera_server(args: argparse.Namespace) -> None:
     probe = rclpy.create_node("benchmark_camera")
     ex = SingleThreadedExecutor()
     ex.add_node(probe)
-    out: list[tuple[float, float]] = []  # (arrival monotonic, node CPU seconds) per SkeletonArray
+    out: list[float] = []  # arrival (monotonic) of each SkeletonArray
+    window: list[tuple[float, float, dict[str, float]]] = []  # (time, node CPU s, per thread) at the window's ends
     latencies: list[float] = []
     counts = {"poses": 0}
     node_pid = args.node_pid
-    probe.create_subscription(SkeletonArray, "/petr_node/skeletons",
-                              lambda m: out.append((time.monotonic(), process_cpu_s(node_pid))), 50)
+    probe.create_subscription(SkeletonArray, "/petr_node/skeletons", lambda m: out.append(time.monotonic()), 50)
 
     def on_markers(m: MarkerArray) -> None:
         if m.markers:
@@ -180,13 +201,21 @@ def camera_server(args: argparse.Namespace) -> None:
         m.header.stamp = stamp_from_ns(time.time_ns())
         pub.publish(m)
 
-    def run(rate: float, seconds: float) -> int:
+    def snapshot() -> None:
+        window.append((time.monotonic(), process_cpu_s(node_pid), thread_cpu_s(node_pid)))
+
+    def run(rate: float, seconds: float, steady_after: float = 1.5) -> int:
+        """Publish at `rate` for `seconds`; the node's CPU is read `steady_after` s in and at the end."""
         t0, i = time.monotonic(), 0
+        window.clear()
         while time.monotonic() < t0 + seconds:
+            if not window and time.monotonic() >= t0 + steady_after:
+                snapshot()
             if time.monotonic() >= t0 + i / rate:
                 publish(i)
                 i += 1
             ex.spin_once(timeout_sec=min(0.005, max(0.0, t0 + i / rate - time.monotonic())))
+        snapshot()
         return i
 
     def settle(seconds: float) -> None:
@@ -214,17 +243,16 @@ def camera_server(args: argparse.Namespace) -> None:
                 d0 = latest_diag()
                 out.clear()
                 sent = run(rate, seconds)
-                t_end = time.monotonic()
                 settle(0.3)
                 d1 = latest_diag()
-                steady = [o for o in out if t_end - seconds + 1.5 < o[0] <= t_end]
-                fps = cpu_ms = float("nan")
-                if len(steady) > 2:
-                    fps = (len(steady) - 1) / (steady[-1][0] - steady[0][0])
-                    cpu_ms = 1e3 * (steady[-1][1] - steady[0][1]) / (len(steady) - 1)
+                (ta, ca, tha), (tb, cb, thb) = window[0], window[-1]
+                steady = [t for t in out if ta < t <= tb]
+                fps = len(steady) / (tb - ta) if steady else float("nan")
+                cpu_ms = 1e3 * (cb - ca) / len(steady) if steady else float("nan")
                 received = int(d1.get("received", 0)) - int(d0.get("received", 0))
                 processed = int(d1.get("processed", 0)) - int(d0.get("processed", 0))
                 reply({"fps": fps, "cpu_ms_per_frame": cpu_ms, "sent": sent, "outputs": len(steady),
+                       "threads_ms": per_frame_ms(tha, thb, max(len(steady), 1)), "poses": counts["poses"],
                        "received_per_processed": received / processed if processed else float("nan"),
                        "lost_input": int(d1.get("lost_input", 0)) - int(d0.get("lost_input", 0)),
                        "inference_ms": float(d1.get("inference_mean_ms", "nan")),
@@ -411,6 +439,13 @@ def main() -> None:
               f"| {np.mean([b['received_per_processed'] for b in r['b']]):.2f} "
               f"(lost {sum(b['lost_input'] for b in r['b'])}) "
               f"| {r['latency']['latency_p50_ms']:.1f} / {r['latency']['latency_p95_ms']:.1f} |")
+    for r in results:
+        for label, runs in (("model-only", r["a"]), ("node", r["b"])):
+            names = sorted({k for x in runs for k in x.get("threads_ms", {})},
+                           key=lambda k: -sum(x.get("threads_ms", {}).get(k, 0.0) for x in runs))
+            per = {k: np.mean([x.get("threads_ms", {}).get(k, 0.0) for x in runs]) for k in names}
+            print(f"{r['mode']}: CPU ms/frame by thread, {label}: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in per.items() if v >= 0.05))
     for r in results:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in r["b"][-1].get("stages_ms", {}).items())
         print(f"{r['mode']}: pipeline stages in the node (mean ms/frame): {stages or 'n/a'}")

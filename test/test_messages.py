@@ -143,3 +143,45 @@ def test_images_both_ways() -> None:
     msg.data = msg.data[:-10]  # shorter than step * height
     with pytest.raises(ImageDecodeError):
         messages.image_msg_to_rgb(msg)
+
+
+@pytest.mark.parametrize("frame_id", ["", "c", "cam", "camera", "camera_optical_frame"])
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono16", "yuv422"])
+def test_image_from_cdr_reads_every_field_in_place(frame_id: str, encoding: str) -> None:
+    # The node's raw image subscription reads the serialised bytes itself: every field must come out as
+    # rclpy's own deserialisation gives it, whatever the string lengths do to the CDR alignment.
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image
+
+    rng = np.random.default_rng(len(frame_id))
+    data = rng.integers(0, 256, 7 * 12 + 5, dtype=np.uint8).tobytes()  # an odd length
+    msg = Image(height=7, width=4, encoding=encoding, is_bigendian=1, step=12, data=data)
+    msg.header = Header(frame_id=frame_id, stamp=Time(sec=-5, nanosec=999_999_999))
+    raw = serialize_message(msg)
+    parsed = messages.image_from_cdr(raw)
+    ref = deserialize_message(raw, Image)
+    assert parsed is not None
+    assert (parsed.header.stamp.sec, parsed.header.stamp.nanosec, parsed.header.frame_id) == \
+        (ref.header.stamp.sec, ref.header.stamp.nanosec, ref.header.frame_id)
+    assert (parsed.height, parsed.width, parsed.encoding, parsed.is_bigendian, parsed.step) == \
+        (ref.height, ref.width, ref.encoding, ref.is_bigendian, ref.step)
+    assert parsed.data.tobytes() == bytes(ref.data)
+    assert np.shares_memory(parsed.data, np.frombuffer(raw, np.uint8))  # a view: no copy of the pixels
+
+
+def test_image_from_cdr_decodes_like_the_message_and_refuses_bad_bytes() -> None:
+    from rclpy.serialization import serialize_message
+
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    msg = messages.rgb_to_image_msg(rgb, header())
+    raw = serialize_message(msg)
+    parsed = messages.image_from_cdr(raw)
+    np.testing.assert_array_equal(messages.image_msg_to_rgb(parsed), rgb)
+    np.testing.assert_array_equal(messages.image_msg_to_rgb(parsed), messages.image_msg_to_rgb(msg))
+    assert messages.image_from_cdr(b"\x00\x07\x00\x00" + raw[4:]) is None  # not classic CDR: deserialise normally
+    for cut in (3, 10, 40, len(raw) - 1):
+        with pytest.raises(ValueError):
+            messages.image_from_cdr(raw[:cut])
+    padded = messages.SerializedImage(parsed.header, 6, 5, "rgb8", 0, 15, parsed.data[: 15 * 5])
+    with pytest.raises(ImageDecodeError, match="expected step"):  # data shorter than step * height
+        messages.image_msg_to_rgb(padded)

@@ -8,6 +8,8 @@ PoseArray -> joint frames, DiagnosticArray -> key/values. Stamps: `stamp_to_ns` 
 
 from __future__ import annotations
 
+import array
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,7 +22,6 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from petr_ros.image_codec import check_raw_header, decode_compressed, decode_raw
-from petr_ros.kinematics import bone_lengths
 from petr_ros.render import MarkerPrimitive, person_colours
 from petr_ros.results import PersonResult
 from petr_ros.skeleton import BONES, JOINT_NAMES, NUM_JOINTS, PARENTS, ROOT, joint_side
@@ -45,15 +46,93 @@ def uses_cv_bridge() -> bool:
     return _BRIDGE is not None
 
 
-def image_msg_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
-    """An Image or CompressedImage -> (H, W, 3) uint8 RGB. Raises image_codec.ImageDecodeError with the reason."""
+def image_msg_to_rgb(msg: Image | CompressedImage | SerializedImage) -> np.ndarray:
+    """An Image, CompressedImage or SerializedImage -> (H, W, 3) uint8 RGB. Raises image_codec.ImageDecodeError
+    with the reason. rgb8 without row padding from a SerializedImage is a read-only view of its bytes."""
     if isinstance(msg, CompressedImage):
         return decode_compressed(msg.format, msg.data)
+    if isinstance(msg, SerializedImage):
+        return decode_raw(msg.encoding, msg.width, msg.height, msg.step, msg.is_bigendian, msg.data)
     # The header checks always run (cv_bridge trusts step and data length); conversion via cv_bridge if present.
     check_raw_header(msg.encoding, msg.width, msg.height, msg.step, len(msg.data))
     if _BRIDGE is not None and msg.encoding in ("rgb8", "bgr8", "rgba8", "bgra8", "mono8"):
         return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
     return decode_raw(msg.encoding, msg.width, msg.height, msg.step, msg.is_bigendian, msg.data)
+
+
+class SerializedImage:
+    """The fields of a CDR-serialised sensor_msgs/Image read in place (`image_from_cdr`): `data` is a view into
+    the serialised bytes, so taking an image costs no copy beyond the one rclpy makes of the sample."""
+
+    __slots__ = ("data", "encoding", "header", "height", "is_bigendian", "step", "width")
+
+    def __init__(self, header: Header, height: int, width: int, encoding: str, is_bigendian: int, step: int,
+                 data: np.ndarray) -> None:
+        self.header, self.height, self.width, self.encoding = header, height, width, encoding
+        self.is_bigendian, self.step, self.data = is_bigendian, step, data
+
+
+_CDR_BYTE_ORDER = {b"\x00\x00": ">", b"\x00\x01": "<"}  # classic CDR (XCDR1) big / little endian, ROS 2's
+
+
+def image_from_cdr(raw: bytes) -> SerializedImage | None:
+    """A sensor_msgs/Image from its serialised bytes (what a `raw=True` subscription receives), without
+    deserialising `data`: the header fields are read in place and `data` becomes a numpy view of the rest.
+    None for an encapsulation other than classic CDR (the caller then deserialises the message normally);
+    ValueError when the bytes are not a whole Image."""
+    order = _CDR_BYTE_ORDER.get(bytes(raw[:2]))
+    if order is None:
+        return None
+    u32 = struct.Struct(order + "I")
+    end = len(raw)
+    pos = 4  # after the encapsulation header; CDR aligns relative to here
+
+    def uint32() -> int:
+        nonlocal pos
+        pos += -(pos - 4) % 4
+        if pos + 4 > end:
+            raise ValueError("serialised Image cut short")
+        (value,) = u32.unpack_from(raw, pos)
+        pos += 4
+        return value
+
+    def string() -> str:
+        nonlocal pos
+        n = uint32()  # length including the terminating NUL
+        if n == 0 or pos + n > end:
+            raise ValueError("serialised Image has a bad string")
+        text = bytes(raw[pos:pos + n - 1]).decode("utf-8", "replace")
+        pos += n
+        return text
+
+    sec = uint32()
+    sec = sec - (1 << 32) if sec >= 1 << 31 else sec  # int32
+    nanosec = uint32()
+    frame_id = string()
+    height, width = uint32(), uint32()
+    encoding = string()
+    if pos + 1 > end:
+        raise ValueError("serialised Image cut short")
+    is_bigendian = raw[pos]
+    pos += 1
+    step = uint32()
+    n = uint32()
+    if pos + n > end:
+        raise ValueError(f"serialised Image has {end - pos} data bytes, its length says {n}")
+    data = np.frombuffer(raw, np.uint8, n, pos)
+    return SerializedImage(Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id), height, width,
+                           encoding, is_bigendian, step, data)
+
+
+def image_from_serialized(raw: bytes) -> SerializedImage | Image:
+    """A serialised sensor_msgs/Image read in place (`image_from_cdr`), or deserialised by rclpy where its
+    encapsulation is not classic CDR."""
+    msg = image_from_cdr(raw)
+    if msg is None:
+        from rclpy.serialization import deserialize_message
+
+        return deserialize_message(raw, Image)
+    return msg
 
 
 def rgb_to_image_msg(rgb: np.ndarray, header: Header | None = None) -> Image:
@@ -102,45 +181,89 @@ def _duration(seconds: float) -> Duration:
 
 
 def _quaternion(q: np.ndarray) -> Quaternion:
-    q = np.asarray(q, dtype=np.float64)
-    n = float(np.linalg.norm(q))
-    if not np.isfinite(n) or n < 1e-9:
-        return Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)
-    q = q / n
-    if q[3] < 0:  # the convention: w >= 0
-        q = -q
-    return Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))
+    x, y, z, w = unit_quaternions(q)[0].tolist()
+    return Quaternion(x=x, y=y, z=z, w=w)
+
+
+def unit_quaternions(q: np.ndarray) -> np.ndarray:
+    """(..., 4) x y z w -> (N, 4) float64 unit quaternions with w >= 0 (the convention); a zero, tiny or
+    non-finite one becomes the identity."""
+    q = np.asarray(q, dtype=np.float64).reshape(-1, 4)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        n = np.sqrt(np.einsum("ij,ij->i", q, q))
+        out = q / n[:, None]
+    bad = ~np.isfinite(n) | (n < 1e-9)
+    out[bad] = (0.0, 0.0, 0.0, 1.0)
+    out[out[:, 3] < 0] *= -1.0
+    return out
 
 
 def _point(p: np.ndarray) -> Point:
     return Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
 
 
-def skeleton_array(header: Header, persons: Sequence[PersonResult]) -> SkeletonArray:
+class JointParts:
+    """One person's 17 joint positions as `Point`s and global rotations as unit `Quaternion`s, built once per frame
+    and shared by the SkeletonArray, the PoseArray and the markers of that frame (the messages only read them:
+    publishing serialises the values)."""
+
+    __slots__ = ("points", "quaternions")
+
+    def __init__(self, person: PersonResult) -> None:
+        xyz = np.asarray(person.joints3d_camera, np.float64).reshape(NUM_JOINTS, 3).tolist()
+        self.points = [Point(x=x, y=y, z=z) for x, y, z in xyz]
+        xyzw = unit_quaternions(person.rotations).tolist()
+        self.quaternions = [Quaternion(x=x, y=y, z=z, w=w) for x, y, z, w in xyzw]
+
+
+def joint_parts(persons: Sequence[PersonResult]) -> list[JointParts]:
+    """The shared joint `Point`s and `Quaternion`s of each person (pass them to the builders below)."""
+    return [JointParts(p) for p in persons]
+
+
+_JOINT_NAMES = list(JOINT_NAMES)
+_PARENTS = [int(p) for p in PARENTS]
+_BONE_CHILD = np.array([c for c, _ in BONES], np.intp)
+_BONE_PARENT = np.array([p for _, p in BONES], np.intp)
+_BONE_POINTS = [j for child, parent in BONES for j in (parent, child)]  # LINE_LIST: parent, child per bone
+_JOINT_SIDES = [joint_side(j) for j in range(NUM_JOINTS)]
+_BONE_SIDES = [joint_side(child) for child, _ in BONES for _ in range(2)]
+
+
+def _float32_array(values: Any) -> array.array:
+    return array.array("f", np.ascontiguousarray(values, np.float32).reshape(-1).tobytes())
+
+
+def skeleton_array(header: Header, persons: Sequence[PersonResult],
+                   parts: Sequence[JointParts] | None = None) -> SkeletonArray:
     """The custom per-frame message: one Skeleton per person, all in the input image's header."""
     out = SkeletonArray(header=header)
-    for person in persons:
+    parts = joint_parts(persons) if parts is None else parts
+    skeletons = []
+    for person, part in zip(persons, parts, strict=True):
         s = Skeleton(header=header, person_id=int(person.person_id), score=float(person.score))
         s.placement = Skeleton.PLACEMENT_INTRINSICS if person.metric else Skeleton.PLACEMENT_DEFAULT_DEPTH
-        s.joint_names = list(JOINT_NAMES)
-        s.parents = [int(p) for p in PARENTS]
-        s.positions = [_point(p) for p in person.joints3d_camera]
-        s.orientations = [_quaternion(q) for q in person.rotations]
-        s.confidences = np.asarray(person.confidences, np.float32).tolist()
-        s.bone_lengths = bone_lengths(np.asarray(person.joints3d_camera, np.float64)).astype(np.float32).tolist()
-        s.keypoints_2d = np.asarray(person.keypoints2d, np.float32).reshape(-1).tolist()
+        s.joint_names = list(_JOINT_NAMES)
+        s.parents = _PARENTS
+        s.positions = list(part.points)
+        s.orientations = list(part.quaternions)
+        s.confidences = _float32_array(person.confidences)
+        joints = np.asarray(person.joints3d_camera, np.float64)
+        s.bone_lengths = _float32_array(np.linalg.norm(joints[_BONE_CHILD] - joints[_BONE_PARENT], axis=-1))
+        s.keypoints_2d = _float32_array(person.keypoints2d)
         s.box = np.asarray(person.box, np.float32).reshape(4)
-        out.skeletons.append(s)
+        skeletons.append(s)
+    out.skeletons = skeletons
     return out
 
 
-def pose_array(header: Header, persons: Sequence[PersonResult]) -> PoseArray:
+def pose_array(header: Header, persons: Sequence[PersonResult],
+               parts: Sequence[JointParts] | None = None) -> PoseArray:
     """17 joint frames per person (position + global rotation), persons one after another."""
+    parts = joint_parts(persons) if parts is None else parts
     msg = PoseArray(header=header)
-    for person in persons:
-        for j in range(NUM_JOINTS):
-            msg.poses.append(Pose(position=_point(person.joints3d_camera[j]),
-                                  orientation=_quaternion(person.rotations[j])))
+    msg.poses = [Pose(position=pt, orientation=q)
+                 for part in parts for pt, q in zip(part.points, part.quaternions, strict=True)]
     return msg
 
 
@@ -155,6 +278,7 @@ def marker_array(
     bone_width: float = 0.02,
     lifetime_s: float = 0.5,
     alpha: float = 1.0,
+    parts: Sequence[JointParts] | None = None,
 ) -> MarkerArray:
     """RViz markers: per person a namespace `person_<id>` with the joints as one SPHERE_LIST (id 0) and the bones
     as one LINE_LIST (id 1), coloured per person and side; a lifetime so stale skeletons vanish; a single
@@ -163,24 +287,28 @@ def marker_array(
     if not persons:
         msg.markers.append(Marker(header=header, action=Marker.DELETEALL))
         return msg
+    parts = joint_parts(persons) if parts is None else parts
     lifetime = _duration(lifetime_s)
-    for person in persons:
+    diameter = 2.0 * float(joint_radius)
+    markers = []
+    for person, part in zip(persons, parts, strict=True):
         ns = f"person_{int(person.person_id)}"
         colours = {side: _colour(c, alpha) for side, c in person_colours(int(person.person_id)).items()}
+        points = part.points
         joints = Marker(header=header, ns=ns, id=0, type=Marker.SPHERE_LIST, action=Marker.ADD, lifetime=lifetime)
         joints.pose.orientation.w = 1.0
-        joints.scale.x = joints.scale.y = joints.scale.z = 2.0 * joint_radius
-        joints.points = [_point(p) for p in person.joints3d_camera]
-        joints.colors = [colours[joint_side(j)] for j in range(NUM_JOINTS)]
+        joints.scale.x = joints.scale.y = joints.scale.z = diameter
+        joints.points = list(points)
+        joints.colors = [colours[side] for side in _JOINT_SIDES]
         joints.color = colours["centre"]
         bones = Marker(header=header, ns=ns, id=1, type=Marker.LINE_LIST, action=Marker.ADD, lifetime=lifetime)
         bones.pose.orientation.w = 1.0
-        bones.scale.x = bone_width
-        for child, parent in BONES:
-            bones.points += [_point(person.joints3d_camera[parent]), _point(person.joints3d_camera[child])]
-            bones.colors += [colours[joint_side(child)]] * 2
+        bones.scale.x = float(bone_width)
+        bones.points = [points[j] for j in _BONE_POINTS]
+        bones.colors = [colours[side] for side in _BONE_SIDES]
         bones.color = colours["centre"]
-        msg.markers += [joints, bones]
+        markers += (joints, bones)
+    msg.markers = markers
     return msg
 
 
