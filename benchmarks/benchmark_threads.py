@@ -1,6 +1,6 @@
 """OpenMP wait policy and thread count per 2D front end, under the load the node meets (prints figures; not a test).
 
-    python benchmarks/benchmark_threads.py [--backends hrnet mediapipe] [--policies unset PASSIVE ACTIVE spin:N]
+    python benchmarks/benchmark_threads.py [--backends hrnet hrnet-eager mediapipe] [--policies unset PASSIVE ...]
         [--threads 1 2] [--rounds 3] [--frames 8] [--load camera|none]
 
 libgomp reads OMP_WAIT_POLICY once, when torch loads it, so every configuration runs in a fresh process. The
@@ -10,7 +10,9 @@ also given relative to the fastest configuration of its backend (the ratio is wh
 
 A frame is the estimator's whole `estimate()` (crops, 2D model, decoding, lifter, joint rotations) on frames of
 assets/sports2d_demo.mp4: HRNet-W32 (random weights: the cost does not depend on them) on one person box per frame
-(batch 1, 256x192), MediaPipe BlazePose with its own person detection and tracking.
+(batch 1, 256x192) in the front end's default inference form (`hrnet`: BatchNorm folded, branch-parallel on
+>= 2 threads) or as the module was trained (`hrnet-eager`: runtime torch-eager), MediaPipe BlazePose with its own
+person detection and tracking.
 
 --load camera runs a stand-in for the camera driver beside it, as on a robot: a process that decodes the same
 video at 30 frames/s and copies every frame once (what a driver's publish costs), paced in real time.
@@ -59,9 +61,10 @@ def worker(backend: str, threads: int, frames: int) -> None:
 
     torch.set_num_threads(threads)
     images = _frames(frames + 1)
-    if backend == "hrnet":
+    if backend.startswith("hrnet"):
+        runtime = "torch-eager" if backend == "hrnet-eager" else "torch"
         est = PoseEstimator(backend="hrnet", allow_random_hrnet=True, device="cpu",
-                            frontend_options={"tracking": False})
+                            frontend_options={"tracking": False, "runtime": runtime})
         box = np.array([[WIDTH * 0.40, HEIGHT * 0.15, WIDTH * 0.60, HEIGHT * 0.95]], dtype=np.float32)
     else:
         est = PoseEstimator(backend="mediapipe", device="cpu")
@@ -112,7 +115,8 @@ def run_configuration(backend: str, policy: str, threads: int, frames: int) -> l
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backends", nargs="+", default=["hrnet", "mediapipe"], choices=["hrnet", "mediapipe"])
+    ap.add_argument("--backends", nargs="+", default=["hrnet", "mediapipe"],
+                    choices=["hrnet", "hrnet-eager", "mediapipe"])
     ap.add_argument("--policies", nargs="+", default=["unset", "PASSIVE", "ACTIVE"],
                     help="unset | PASSIVE | ACTIVE | spin:N (policy unset, GOMP_SPINCOUNT=N)")
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])

@@ -222,6 +222,8 @@ def test_fallbacks_say_why(monkeypatch: pytest.MonkeyPatch) -> None:
     bf16 = optimise(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval(), "jit", torch.zeros(1, 3, 8, 8),
                     precision=torch.bfloat16)
     assert bf16.form == "fused" and "full precision only" in bf16.reason
+    with torch.inference_mode():
+        assert bf16(torch.randn(1, 3, 8, 8)).dtype == torch.bfloat16  # checked in fp32, run under autocast
 
     # a fold that computes something else is caught by the check and the eager module runs
     def broken_fold(m: nn.Module) -> tuple[nn.Module, int]:

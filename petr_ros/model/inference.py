@@ -259,24 +259,32 @@ def _runner(module: Callable[[torch.Tensor], torch.Tensor], channels_last: bool,
     return run
 
 
-def _build(
-    model: nn.Module, form: str, example: torch.Tensor, precision: torch.dtype | None
-) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
-    device = example.device
+@dataclass
+class _Built:
+    module: nn.Module  # what the form holds (for inspection)
+    target: Callable[[torch.Tensor], torch.Tensor]  # what the runner calls
+    channels_last: bool
+    no_grad: bool = False  # inductor's frozen graphs run under no_grad rather than inference mode
+
+    def runner(self, device: torch.device, precision: torch.dtype | None) -> Callable[[torch.Tensor], torch.Tensor]:
+        return _runner(self.target, self.channels_last, device, precision, self.no_grad)
+
+
+def _build(model: nn.Module, form: str, example: torch.Tensor, precision: torch.dtype | None) -> _Built:
     if form == "eager":
-        return model, _runner(model, False, device, precision)
+        return _Built(model, model, False)
     channels_last = example.ndim == 4  # the memory format exists for 4-D (N, C, H, W) tensors only
     fused, _ = fold_batchnorm(model)
     if channels_last:
         fused = fused.to(memory_format=torch.channels_last)
     x = example.contiguous(memory_format=torch.channels_last) if channels_last else example
     if form == "fused":
-        return fused, _runner(fused, channels_last, device, precision)
+        return _Built(fused, fused, channels_last)
     if form == "parallel":
         if not is_hrnet(fused):
             raise RuntimeError(f"the branch-parallel form is for HRNet, not {type(model).__name__}")
         parallel = BranchParallelHRNet(fused.requires_grad_(False))
-        return parallel, _runner(parallel, channels_last, device, precision)
+        return _Built(parallel, parallel, channels_last)
     if form == "jit":
         if precision is not None:
             raise RuntimeError(f"the TorchScript form runs full precision only (precision is {precision})")
@@ -285,16 +293,13 @@ def _build(
             warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in favour of compile
             traced = torch.jit.trace(fused, x, check_trace=False)
             frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
-        run = _runner(frozen, channels_last, device, precision)
-        run(example)  # the first two calls profile and specialise the graph
-        run(example)
-        return frozen, run
+            frozen(x)  # the first two calls profile and specialise the graph
+            frozen(x)
+        return _Built(frozen, frozen, channels_last)
     if form == "compile":
         # freezing: the weights become constants (prepacked oneDNN convolutions); for this compile only
         compiled = torch.compile(fused, dynamic=False, options={"freezing": True})
-        run = _runner(compiled, channels_last, device, precision, no_grad=True)
-        run(example)  # compiles now, not on the first frame
-        return fused, run
+        return _Built(fused, compiled, channels_last, no_grad=True)
     raise ValueError(f"unknown inference form {form!r}; use one of {FORMS}")
 
 
@@ -302,16 +307,17 @@ def optimise(
     model: nn.Module, form: str, example: torch.Tensor, precision: torch.dtype | None = None
 ) -> OptimisedModel:
     """`model` (eval mode, one tensor in, one tensor out) in inference form `form` (see the module docstring),
-    checked against the eager module on seeded noise of `example`'s shape, dtype and device (both under autocast
-    to `precision` when it is given: fp16 / bf16; None is full precision). A form that fails
-    to build or disagrees falls back to the next simpler one (compile/jit -> fused -> eager), with the reason.
+    checked against the eager module on seeded noise of `example`'s shape, dtype and device, both in full
+    precision (what folding changes does not depend on it), and then run under autocast to `precision` when it
+    is given (fp16 / bf16 on CUDA; None: full precision). A form that fails to build or disagrees falls back to
+    the next simpler one (compile/jit/parallel -> fused -> eager), with the reason.
     An unknown form is a ValueError. The form runs a snapshot of the weights taken now."""
     if form not in FORMS:
         raise ValueError(f"unknown inference form {form!r}; use one of {FORMS}")
     model = model.eval()
     check = torch.randn(example.shape, generator=torch.Generator().manual_seed(0), dtype=example.dtype)
     check = check.to(example.device)
-    with torch.inference_mode(), autocast(check.device, precision):
+    with torch.inference_mode():
         reference = model(check).float()
     scale = max(float(reference.abs().max()), 1e-6)
     failures: list[str] = []
@@ -319,8 +325,12 @@ def optimise(
     while current is not None:
         t0 = time.perf_counter()
         try:
-            module, run = _build(model, current, check, precision)
+            built = _build(model, current, check, precision)
+            run = built.runner(check.device, None)
             diff = 0.0 if current == "eager" else float((run(check).float() - reference).abs().max())
+            if precision is not None:
+                run = built.runner(check.device, precision)
+                run(check)  # compile forms compile again for autocast: now, not on the first frame
         except Exception as err:  # tracing / compiling raise many kinds: fall back and say why
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             failures.append(f"{current} failed: {type(err).__name__}: {first[:200]}")
@@ -340,6 +350,6 @@ def optimise(
         if failures:
             reason += f" (fallback: {'; '.join(failures)})"
             LOG.warning("inference form: %s", reason)
-        return OptimisedModel(form=current, reason=reason, run=run, module=module, max_abs_difference=diff,
+        return OptimisedModel(form=current, reason=reason, run=run, module=built.module, max_abs_difference=diff,
                               build_seconds=seconds)
     raise AssertionError("unreachable: eager always builds")  # pragma: no cover
