@@ -185,7 +185,7 @@ class PoseEstimator:
             joints3d = self.lift_joints(keypoints)
             quats = np.zeros((len(joints3d), joints3d.shape[1], 4), np.float32)
             quats[..., 3] = 1.0
-        conf = np.clip(confidences, 0.0, 1.0).astype(np.float32)
+        conf = np.minimum(np.maximum(confidences, 0.0), 1.0).astype(np.float32)  # np.clip, without its wrapper
         return [
             PersonPose(
                 joints3d=joints3d[i],

@@ -101,6 +101,7 @@ _COCO_DIRECT = {1: 12, 2: 14, 3: 16, 4: 11, 5: 13, 6: 15, 9: 0, 11: 5, 12: 7, 13
 # Head top above the head centre (mean of eyes and ears), as a fraction of the thorax -> head-centre distance.
 # In Human3.6M the head-top marker sits about half a neck-and-face length above eye level.
 HEAD_TOP_EXTRAPOLATION = 0.5
+_DIRECT_H36M, _DIRECT_COCO = np.array(list(_COCO_DIRECT)), np.array(list(_COCO_DIRECT.values()))
 # H3.6M joints whose 2D position coco_to_h36m extrapolates (the head top: no detector sees it) rather than measures
 # or averages: metric placement does not fit them (camera.place_skeleton).
 EXTRAPOLATED_JOINTS: tuple[int, ...] = (10,)
@@ -127,9 +128,8 @@ def coco_to_h36m(keypoints: np.ndarray, scores: np.ndarray | None = None) -> tup
             raise ValueError(f"scores (shape {sc.shape}) contain {int((~np.isfinite(sc)).sum())} NaN/inf values")
     out = np.empty_like(kp)
     out_sc = np.empty_like(sc)
-    for h36m, coco in _COCO_DIRECT.items():
-        out[..., h36m, :] = kp[..., coco, :]
-        out_sc[..., h36m] = sc[..., coco]
+    out[..., _DIRECT_H36M, :] = kp[..., _DIRECT_COCO, :]  # one gather, not 13 item assignments (bit for bit)
+    out_sc[..., _DIRECT_H36M] = sc[..., _DIRECT_COCO]
     out[..., 0, :] = 0.5 * (kp[..., 11, :] + kp[..., 12, :])
     out_sc[..., 0] = np.minimum(sc[..., 11], sc[..., 12])
     out[..., 8, :] = 0.5 * (kp[..., 5, :] + kp[..., 6, :])

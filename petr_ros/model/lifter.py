@@ -123,8 +123,11 @@ def normalize_keypoints_2d(kp: np.ndarray | Tensor) -> np.ndarray | Tensor:
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float32)
     centred = arr - arr[..., ROOT : ROOT + 1, :]
-    scale = np.sqrt(np.square(centred).sum(-1).mean(-1, keepdims=True))
-    return centred / np.maximum(scale, SCALE_EPS)[..., None]
+    # the sum over x, y as x + y: numpy's reduce over an axis of 2 costs several times that (bit for bit the same)
+    squares = np.square(centred)
+    scale = np.sqrt((squares[..., 0] + squares[..., 1]).mean(-1, keepdims=True))
+    centred /= np.maximum(scale, SCALE_EPS)[..., None]
+    return centred
 
 
 class SinusoidalPositionalEncoding(nn.Module):
