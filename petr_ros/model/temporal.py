@@ -302,8 +302,10 @@ class NumpySequenceLifter:
         directions = raw[:, : NUM_BONES * 3].reshape(-1, NUM_BONES, 3)
         directions = directions / np.maximum(np.sqrt(_SUM(directions * directions, -1, keepdims=True)), 1e-6)
         low, high = STATURE_SPAN
-        stature = self.config.body_height * (low + (high - low) / (1.0 + np.exp(-raw[:, -1:])))
-        fraction = self._fraction_low + self._fraction_span / (1.0 + np.exp(-raw[:, NUM_BONES * 3 : NUM_BONES * 4]))
+        # 1 + exp(-x) of the 16 proportions and the stature (the head's last 17 outputs) in one go
+        sigmoid_denominator = 1.0 + np.exp(-raw[:, NUM_BONES * 3 :])
+        stature = self.config.body_height * (low + (high - low) / sigmoid_denominator[:, -1:])
+        fraction = self._fraction_low + self._fraction_span / sigmoid_denominator[:, :NUM_BONES]
         fraction = 0.5 * (fraction + fraction[:, self._mirror])
         bones = directions * (stature * fraction)[..., None]
         return (self._ancestry @ bones).astype(np.float32, copy=False)
