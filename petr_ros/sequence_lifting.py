@@ -105,7 +105,7 @@ class SequenceTrackLifter:
         """`normalize_keypoints_2d(self.windows(histories))`, the same float32 numbers in fewer numpy calls (the
         input is this class's own float32 windows: the shape needs no check, only finiteness)."""
         windows = self.windows(histories)
-        if not np.isfinite(windows).all():
+        if windows.size == 0 or not np.isfinite(windows).all():
             return normalize_keypoints_2d(windows)  # raises its ValueError
         centred = windows - windows[..., ROOT : ROOT + 1, :]
         # np.square(centred).sum(-1).mean(-1, keepdims=True) bit for bit: a sum over 2 is x + y (numpy's reduce

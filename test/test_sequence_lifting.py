@@ -131,6 +131,8 @@ def test_normalised_windows_are_normalize_keypoints_2d_bit_for_bit() -> None:
     histories[0].keypoints2d[-1] = np.full((17, 2), np.nan, np.float32)
     with pytest.raises(ValueError, match="NaN"):
         lifter.normalised_windows(histories)
+    with pytest.raises(ValueError, match="empty"):
+        lifter.lift_tracks([])
 
 
 def _lift_tracks_by_its_definition(lifter: SequenceTrackLifter, histories: list[TrackHistory]) -> tuple:
