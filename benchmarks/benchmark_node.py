@@ -420,8 +420,8 @@ def main() -> None:
     load = os.getloadavg()
 
     print()
-    print("| mode | model-only fps | node fps | ratio node/model | CPU ms/frame model-only / node | node: inference,"
-          " own work after inference (ms/frame) | images in per frame out | latency p50 / p95 (ms) |")
+    print("| mode | model-only fps | node fps | ratio node/model | CPU ms/frame model-only / node (ratio) | node: "
+          "inference, own work after inference (ms/frame) | images in per frame out | latency p50 / p95 (ms) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         a_fps = np.array([a["fps"] for a in r["a"]])
@@ -435,7 +435,8 @@ def main() -> None:
         print(f"| {r['mode']} ({where}; camera {r['camera_hz']:.0f} Hz) | {a_fps.mean():.2f} "
               f"({', '.join(f'{x:.1f}' for x in a_fps)}) | {b_fps.mean():.2f} ({', '.join(f'{x:.1f}' for x in b_fps)}) "
               f"| **{b_fps.mean() / a_fps.mean():.3f}** (per round {', '.join(f'{x:.2f}' for x in ratios)}) "
-              f"| {a_cpu:.1f} / {b_cpu:.1f} | {last['inference_ms']:.1f}, {last['own_work_ms']:.2f} "
+              f"| {a_cpu:.1f} / {b_cpu:.1f} ({a_cpu / b_cpu:.3f}) "
+              f"| {last['inference_ms']:.1f}, {last['own_work_ms']:.2f} "
               f"| {np.mean([b['received_per_processed'] for b in r['b']]):.2f} "
               f"(lost {sum(b['lost_input'] for b in r['b'])}) "
               f"| {r['latency']['latency_p50_ms']:.1f} / {r['latency']['latency_p95_ms']:.1f} |")
@@ -449,6 +450,8 @@ def main() -> None:
     for r in results:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in r["b"][-1].get("stages_ms", {}).items())
         print(f"{r['mode']}: pipeline stages in the node (mean ms/frame): {stages or 'n/a'}")
+    print("CPU ratio: model-only CPU per frame / the node's (all its threads): the fps ratio the node reaches when "
+          "nothing else wants its core")
     print(f"goal: ratio >= 0.95 pinned. Load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
           f"{time.monotonic() - t_start:.0f} s; logs in {tmp}")
 
