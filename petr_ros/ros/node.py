@@ -5,10 +5,12 @@ Lifecycle: configure loads and warms up the model (weights errors surface here, 
 creates the publishers, the subscriptions, the worker thread and the diagnostics timer; deactivate and cleanup
 release them. With `autostart: true` (the default) the node configures and activates itself.
 
-Data flow: image callback (executor thread) -> decode/validate (bad input: throttled warning + counted drop) ->
-one-slot hand-off (`petr_ros.handoff.LatestSlot`: a newer frame replaces a pending one, counted as a stale drop;
-memory stays bounded) -> worker thread: `FramePipeline.process` -> publish MarkerArray, PoseArray, SkeletonArray,
-optional debug image and TF (`petr_ros.ros.messages`), all with the input image's header.
+Data flow: image callback (executor thread; raw images arrive serialised and are read in place) ->
+decode/validate (bad input: throttled warning + counted drop) -> one-slot hand-off (`petr_ros.handoff.LatestSlot`:
+a newer frame replaces a pending one, counted as a stale drop; memory stays bounded) -> worker thread:
+`FramePipeline.process` -> publish MarkerArray, PoseArray, SkeletonArray, optional debug image and TF
+(`petr_ros.ros.messages`, the joints' Points and Quaternions shared by the three), all with the input image's
+header. docs/node.md "Never blocking" and "Benchmark" give the node's own cost per frame.
 
 At the door (ROS conventions a user relies on): topic names are validated when set; a failed activate logs why and
 stays inactive; CameraInfo with an implausible field of view or principal point is refused, changes of the
