@@ -25,7 +25,7 @@ from petr_ros.camera import DEFAULT_DEPTH_M, Intrinsics, project, solve_root_tra
 from petr_ros.model.checkpoint import DEFAULT_LIFTER_PATH
 from petr_ros.ros.process import NodeProcess
 from petr_ros.ros.tf import TF_QOS
-from petr_ros.skeleton import JOINT_NAMES, NUM_BONES, NUM_JOINTS, PARENTS
+from petr_ros.skeleton import EXTRAPOLATED_JOINTS, JOINT_NAMES, NUM_BONES, NUM_JOINTS, PARENTS
 
 FRAME = "camera_optical_frame"
 BASE_NS = 1_700_000_000 * 1_000_000_000
@@ -239,8 +239,11 @@ def test_camera_info_places_the_person_metrically(running: Running) -> None:
     pos2 = _positions(s2)
     kp2 = np.array(s2.keypoints_2d).reshape(NUM_JOINTS, 2)
     assert s2.placement == Skeleton.PLACEMENT_INTRINSICS
-    # The published root is the least-squares root under K of the published root-relative joints ...
-    t = solve_root_translation(kp2, pos2 - pos2[0], k, np.array(s2.confidences))
+    # The published root is the least-squares root under K of the published root-relative joints (fitted to the
+    # measured joints: camera.place_skeleton leaves the extrapolated head top out) ...
+    weights = np.array(s2.confidences, np.float64)
+    weights[list(EXTRAPOLATED_JOINTS)] = 0.0
+    t = solve_root_translation(kp2, pos2 - pos2[0], k, weights)
     np.testing.assert_allclose(pos2[0], t, rtol=1e-4, atol=1e-4)
     # ... in front of the camera, and the joints land near their keypoints (a person, not a point cloud).
     assert 0.5 < pos2[0, 2] < 30.0
@@ -275,3 +278,39 @@ def test_boxes_with_nobody_give_an_empty_array_and_deleteall(running: Running) -
 def test_node_stops_cleanly(running: Running) -> None:  # last: the other tests use the running node
     assert running.node.alive()
     assert running.node.stop() == 0, running.node.log()
+
+
+def test_node_process_settings_for_speed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What petr_node sets up for its own per-frame cost (docs/node.md "Never blocking"): glibc's malloc recycles
+    # image-sized buffers (opt-out PETR_MALLOC_DEFAULT=1), and the executor is rclpy's events executor where it
+    # exists (PETR_EXECUTOR=single: the Python one).
+    import sys
+
+    from rclpy.executors import SingleThreadedExecutor
+
+    from petr_ros.ros import node as node_module
+
+    monkeypatch.setenv("PETR_MALLOC_DEFAULT", "1")
+    assert node_module.tune_malloc() is False
+    monkeypatch.delenv("PETR_MALLOC_DEFAULT")
+    if sys.platform.startswith("linux") and os.path.exists("/lib/x86_64-linux-gnu/libc.so.6"):
+        assert node_module.tune_malloc() is True
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=conftest.next_domain())
+    try:
+        monkeypatch.setenv("PETR_EXECUTOR", "single")
+        executor = node_module.make_executor(context)
+        assert isinstance(executor, SingleThreadedExecutor)
+        executor.shutdown()
+        monkeypatch.delenv("PETR_EXECUTOR")
+        try:
+            from rclpy.experimental import EventsExecutor  # noqa: F401 - whether this rclpy has it
+        except ImportError:
+            pytest.skip("this rclpy has no events executor")
+        executor = node_module.make_executor(context)
+        assert type(executor).__name__ == "EventsExecutor"  # (rclpy.experimental.EventsExecutor is a factory)
+        executor.shutdown()
+    finally:
+        rclpy.try_shutdown(context=context)

@@ -708,17 +708,17 @@ def main(args: list[str] | None = None) -> int:
             noise.close()
 
 
-def make_executor() -> Any:
+def make_executor(context: Any = None) -> Any:
     """rclpy's C++ events executor where this rclpy has it (`PETR_EXECUTOR=single` picks the Python one): its
     per-callback cost is lower, and every image is a callback."""
     if os.environ.get("PETR_EXECUTOR", "events") == "events":
         try:
             from rclpy.experimental import EventsExecutor
 
-            return EventsExecutor()
+            return EventsExecutor(context=context)
         except ImportError:  # an rclpy older than Jazzy
             pass
-    return SingleThreadedExecutor()
+    return SingleThreadedExecutor(context=context)
 
 
 MALLOC_MMAP_THRESHOLD = 32 << 20  # bytes (glibc's largest on 64-bit)
