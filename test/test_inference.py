@@ -130,7 +130,7 @@ def test_parallel_form_runs_branches_on_a_second_thread_and_agrees(two_threads: 
     assert isinstance(parallel, BranchParallelHRNet) and parallel._worker is not None  # the check used it
     assert batchnorm_count(parallel) == 0
     seen: set[str] = set()
-    block = parallel.hrnet.stage4[0].branches[3]  # a branch the second thread runs
+    block = parallel.hrnet.stage4[0].branches[2]  # a branch the second thread runs (0 + 3 here, 1 + 2 there)
     hook = block.register_forward_hook(lambda *_: seen.add(threading.current_thread().name))
     for batch in (1, 3):
         x = _image(seed=4, batch=batch)

@@ -123,18 +123,32 @@ def _chain(blocks: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _split(costs: Sequence[float]) -> tuple[list[int], list[int]]:
+    """Indices split into two groups of about equal total cost (greedy, costliest first); the caller's group is
+    the one with index 0."""
+    groups: tuple[list[int], list[int]] = ([], [])
+    totals = [0.0, 0.0]
+    for i in sorted(range(len(costs)), key=lambda k: -costs[k]):
+        g = 0 if totals[0] <= totals[1] else 1
+        groups[g].append(i)
+        totals[g] += costs[i]
+    mine, theirs = groups if 0 in groups[0] else groups[::-1]
+    return sorted(mine), sorted(theirs)
+
+
 class BranchParallelHRNet(nn.Module):
     """HRNet-W32 (its BatchNorm folded or not) with its parallel branches run on two threads of one intra-op
     thread each, instead of every operation on an OpenMP team of two.
 
     HRNet's stages run 2-4 branches that do not depend on each other until the exchange (fuse) step, and by design
     every branch costs about the same (channels double where the resolution halves). So two threads can each take
-    half the branches (three branches: one thread runs branch 1 and the second half of branch 2, the other the first
-    half of branch 2 and branch 0) and then half of the exchange outputs: about 30 hand-overs per forward instead of
-    about 900 OpenMP parallel regions, each of which wakes a sleeping thread under OMP_WAIT_POLICY=PASSIVE. The stem
-    and the head run as usual (OpenMP, the caller's thread count). The same operations in the same order on every
-    tensor: the output equals the wrapped module's. Used on the CPU when the caller has >= 2 intra-op threads and no
-    autocast is active; otherwise (CUDA, one thread, autocast) it is the wrapped module's forward."""
+    half the branches (four: 0 + 3 and 1 + 2; three: one thread runs branch 1 and the second half of branch 2, the
+    other the first half of branch 2 and branch 0) and then half of the exchange outputs by cost: about 30
+    hand-overs per forward instead of about 800 OpenMP parallel regions, each of which wakes a sleeping thread
+    under OMP_WAIT_POLICY=PASSIVE. The stem and the head run as usual (OpenMP, the caller's thread count). The same
+    operations on the same tensors: the output is the wrapped module's (up to the summation order of one thread
+    against two). Used on the CPU when the caller has >= 2 intra-op threads and no autocast is active; otherwise
+    (CUDA, one thread, autocast) it is the wrapped module's forward."""
 
     def __init__(self, hrnet: nn.Module) -> None:
         super().__init__()
@@ -200,10 +214,13 @@ class BranchParallelHRNet(nn.Module):
 
         if outputs == 1:
             return [fuse(0)]
-        odd = self._worker.submit(lambda: [fuse(i) for i in range(1, outputs, 2)])
+        # output i gathers i strided-conv chains from the finer branches: coarser outputs cost more
+        mine, theirs = _split([i + 1.0 for i in range(outputs)])
+        other = self._worker.submit(lambda: [fuse(i) for i in theirs])
         out: list[torch.Tensor] = [None] * outputs  # type: ignore[list-item]
-        out[0::2] = self._main_part(odd, lambda: [fuse(i) for i in range(0, outputs, 2)])
-        out[1::2] = odd.result()
+        done = self._main_part(other, lambda: [fuse(i) for i in mine])
+        for k, y in zip([*mine, *theirs], [*done, *other.result()], strict=True):
+            out[k] = y
         return out
 
     def _main_part(self, other: Future, fn: Callable[[], object]) -> object:
@@ -240,10 +257,15 @@ class BranchParallelHRNet(nn.Module):
             y0 = self._main_part(other, first)
             y1, y2 = other.result()
             return [y0, y1, y2]
-        mine, theirs = list(range((n + 1) // 2)), list(range((n + 1) // 2, n))
+        # equal FLOPs by design, but the coarser branches' small maps run a little slower (1-thread best, stage 4:
+        # 4.7, 4.9, 5.1, 6.7 ms): 0 + 3 against 1 + 2
+        mine, theirs = _split([1.0 + 0.1 * k for k in range(n)])
         other = self._worker.submit(lambda: [branches[i](xs[i]) for i in theirs])
-        ys = self._main_part(other, lambda: [branches[i](xs[i]) for i in mine])
-        return ys + other.result()
+        out: list[torch.Tensor] = [None] * n  # type: ignore[list-item]
+        done = self._main_part(other, lambda: [branches[i](xs[i]) for i in mine])
+        for k, y in zip([*mine, *theirs], [*done, *other.result()], strict=True):
+            out[k] = y
+        return out
 
 
 @dataclass
