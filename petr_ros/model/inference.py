@@ -143,7 +143,7 @@ class BranchParallelHRNet(nn.Module):
     HRNet's stages run 2-4 branches that do not depend on each other until the exchange (fuse) step, and by design
     every branch costs about the same (channels double where the resolution halves). So two threads can each take
     half the branches (four: 0 + 3 and 1 + 2; three: one thread runs branch 1 and the second half of branch 2, the
-    other the first half of branch 2 and branch 0) and then half of the exchange outputs by cost: about 30
+    other the first half of branch 2 and branch 0) and then half of the exchange outputs by cost: 16
     hand-overs per forward instead of about 800 OpenMP parallel regions, each of which wakes a sleeping thread
     under OMP_WAIT_POLICY=PASSIVE. The stem and the head run as usual (OpenMP, the caller's thread count). The same
     operations on the same tensors: the output is the wrapped module's (up to the summation order of one thread
