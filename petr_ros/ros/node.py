@@ -84,6 +84,7 @@ WARN_THROTTLE_S = 5.0
 # Smallest image side the 2D front ends can use (MediaPipe and HRNet resize to 256 px: below this there is no person
 # to find, and the front ends fail in ways that would be counted as model errors).
 MIN_IMAGE_SIDE = 32
+INPUT_DEPTH = 1  # the image subscription's history (KEEP_LAST)
 TOO_FAR = "too_far"  # rejection reason: the placed pelvis is farther than max_depth
 DUPLICATE_CHECK_S = 2.0  # after start-up, when discovery has seen the other nodes
 SHM_PROFILE_NAME = "fastdds_shm.xml"
@@ -409,10 +410,13 @@ class PetrNode(LifecycleNode):
             except TfUnavailableError as exc:
                 log.warning(f"{exc}: no TF frames are broadcast (the joint frames are still on ~/poses and "
                             f"~/skeletons)")
-        in_qos = qos_profile_sensor_data
-        if self.p("input_reliability") == "reliable":
-            in_qos = QoSProfile(depth=qos_profile_sensor_data.depth, history=HistoryPolicy.KEEP_LAST,
-                                reliability=ReliabilityPolicy.RELIABLE)
+        # Sensor-data QoS (best effort unless input_reliability says otherwise) with a history of one image: the
+        # newest frame wins already in DDS. With a deeper history the events executor was measured taking one image
+        # behind (HRNet, 5 fps from a 30 Hz camera: latency 542 ms instead of 190 ms); depth 1: 186 ms.
+        reliability = ReliabilityPolicy.RELIABLE if self.p("input_reliability") == "reliable" else \
+            qos_profile_sensor_data.reliability
+        in_qos = QoSProfile(depth=INPUT_DEPTH, history=HistoryPolicy.KEEP_LAST, reliability=reliability,
+                            durability=qos_profile_sensor_data.durability)
         # image_transport's convention: the compressed stream is <the base topic, remapped>/compressed.
         topic = self.resolve_topic_name(self.p("image_topic"))
         events = SubscriptionEventCallbacks(message_lost=self._on_message_lost)
