@@ -150,6 +150,22 @@ def test_parallel_form_runs_branches_on_a_second_thread_and_agrees(two_threads: 
     assert seen == {threading.current_thread().name}
 
 
+def test_parallel_stem_split_by_rows_is_exact(two_threads: None) -> None:
+    parallel = optimise(_hrnet(), "parallel", torch.zeros(1, 3, *SIZE)).module
+    assert parallel._stem_rows(SIZE[0]) == (12, 4, 28) and parallel._stem_rows(256) == (32, 4, 108)
+    assert parallel._stem_rows(32) is None  # too few rows for the halo: one pass
+    h = parallel.hrnet
+    for height in (SIZE[0], 32):
+        x = torch.randn(2, 3, height, SIZE[1]).contiguous(memory_format=torch.channels_last)
+        torch.set_num_threads(1)  # as inside the forward
+        with torch.inference_mode():
+            whole = h.layer1(h.relu(h.bn2(h.conv2(h.relu(h.bn1(h.conv1(x)))))))
+            split = parallel._stem(x)
+        torch.set_num_threads(2)
+        assert split.shape == whole.shape
+        torch.testing.assert_close(split, whole, atol=1e-6, rtol=1e-6)
+
+
 class _Fails(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise RuntimeError(f"branch failed on {threading.current_thread().name}")

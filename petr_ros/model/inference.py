@@ -153,6 +153,7 @@ class BranchParallelHRNet(nn.Module):
     def __init__(self, hrnet: nn.Module) -> None:
         super().__init__()
         self.hrnet = hrnet
+        self.split_stem = True  # the stem's rows in two halves, one per thread (False: on the caller's thread)
         self._worker: _Worker | None = None
 
     def _parallel(self, x: torch.Tensor) -> bool:
@@ -167,12 +168,10 @@ class BranchParallelHRNet(nn.Module):
         m = self.hrnet
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] % 32 or x.shape[3] % 32:
             return m(x)  # the module's own checks raise the error
-        x = m.relu(m.bn1(m.conv1(x)))
-        x = m.relu(m.bn2(m.conv2(x)))
-        xs = [m.layer1(x)]
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
+            xs = [self._stem(x)]
             s = 2
             while hasattr(m, f"stage{s}"):
                 inputs = self._transition(getattr(m, f"transition{s - 1}"), xs)
@@ -183,6 +182,50 @@ class BranchParallelHRNet(nn.Module):
         finally:
             torch.set_num_threads(threads)
         return m.final_layer(xs[0])
+
+    def _stem_rows(self, height: int) -> tuple[int, int, int] | None:
+        """How the stem splits into a top and a bottom half of rows computed on one thread each: (rows of the
+        output's top half m, halo L, first input row of the bottom half), or None when it cannot split."""
+        m = self.hrnet
+        for conv in (m.conv1, m.conv2):
+            if conv.kernel_size != (3, 3) or conv.stride != (2, 2) or conv.padding != (1, 1):
+                return None
+        halo = 0
+        for conv in m.layer1.modules():
+            if isinstance(conv, nn.Conv2d) and conv.kernel_size != (1, 1):
+                if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1):
+                    return None
+                halo += 1
+            elif isinstance(conv, nn.Conv2d) and conv.stride != (1, 1):
+                return None
+        half = height // 8  # layer1 has height / 4 rows; the top half m of them
+        if half - halo - 1 < 0:
+            return None
+        return half, halo, 4 * (half - halo - 1)
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        """conv1, conv2, layer1 (1/4 resolution, 256 channels) on two threads: each computes half the output rows
+        from its rows of the image plus a halo (the 3x3 convolutions' reach: 4 rows at 1/4 resolution, 4x that in
+        the image), and drops the halo rows, which saw the slice's zero padding. Exact: every kept row is computed
+        from the same input rows by the same operations; about 14 % more arithmetic than one pass."""
+        m = self.hrnet
+        rows = self._stem_rows(x.shape[2]) if self.split_stem else None
+
+        def stem(part: torch.Tensor) -> torch.Tensor:
+            part = m.relu(m.bn1(m.conv1(part)))
+            part = m.relu(m.bn2(m.conv2(part)))
+            return m.layer1(part)
+
+        if rows is None:
+            return stem(x)
+        half, halo, start = rows
+        # bottom: image rows from `start` (even, so the stride-2 phase is kept); its first halo + 1 rows at 1/4
+        # resolution saw the slice's top padding
+        other = self._worker.submit(lambda: stem(x[:, :, start:])[:, :, halo + 1 :])
+        top = self._main_part(other, lambda: stem(x[:, :, : 4 * (half + halo)])[:, :, :half])
+        out = torch.cat([top, other.result()], dim=2)
+        return out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(
+            memory_format=torch.channels_last) else out
 
     def _transition(self, transition: nn.ModuleList, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         """The adapters between stages; when two or more convolve (after the stem: 256 -> 32 and 256 -> 64
