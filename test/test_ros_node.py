@@ -210,7 +210,8 @@ def test_diagnostics_report_rates_drops_latency_and_rejections(running: Running)
     assert r.probe.spin_until(lambda: int(diagnostics_values(r.diags).get("processed", "0")) > 0, 5)
     values = diagnostics_values(r.diags)
     for key in ("input_rate_hz", "processed_rate_hz", "dropped_stale", "dropped_invalid", "latency_p50_ms",
-                "latency_p95_ms", "rejected_low_score", "rejected_non_finite", "stage_estimate_mean_ms"):
+                "latency_p95_ms", "rejected_low_score", "rejected_non_finite", "rejected_unconfirmed",
+                "stage_estimate_mean_ms"):
         assert key in values and math.isfinite(float(values[key])), key
     from petr_ros.model.device import resolve_device
 

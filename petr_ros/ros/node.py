@@ -70,8 +70,7 @@ from petr_ros.handoff import LatestSlot
 from petr_ros.image_codec import ImageDecodeError
 from petr_ros.model.device import PRECISIONS, device_spec_error
 from petr_ros.model.runtime import RUNTIMES
-from petr_ros.pipeline import FramePipeline, PipelineSettings, load_estimator
-from petr_ros.plausibility import REASONS
+from petr_ros.pipeline import REJECTION_REASONS, FramePipeline, PipelineSettings, load_estimator
 from petr_ros.render import draw_persons_cv2
 from petr_ros.results import PersonResult
 from petr_ros.ros import messages, stderr_filter
@@ -157,6 +156,9 @@ PARAMS: tuple[Param, ...] = (
     Param("tracking_iou_threshold", _CORE.tracking_iou_threshold, "box overlap (IoU) for a detection to continue a "
           "track", range=(0.0, 1.0)),
     Param("tracking_max_missed", _CORE.tracking_max_missed, "frames a track survives unseen", range=(0, 1000)),
+    Param("tracking_confirm_hits", _CORE.tracking_confirm_hits, "frames in a row a new person touching a tracked "
+          "one must be seen before it is published (1: at once; counted as rejected_unconfirmed until then)",
+          range=(1, 100)),
     Param("smoothing", _CORE.smoothing, "One-Euro smoothing of joints, keypoints and rotations per tracked person "
           "(needs tracking)"),
     Param("smoothing_min_cutoff", _CORE.smoothing_min_cutoff, "One-Euro minimum cutoff frequency (Hz): lower is "
@@ -298,7 +300,7 @@ class PetrNode(LifecycleNode):
         self._intrinsics: Intrinsics | None = None
         self._camera_info_size: tuple[int, int] = (0, 0)
         self._boxes: deque[tuple[int, np.ndarray]] = deque(maxlen=30)  # (stamp in ns, boxes) of recent PersonBoxes
-        self.stats = ProcessingStats(rejection_reasons=(*REASONS, TOO_FAR))
+        self.stats = ProcessingStats(rejection_reasons=(*REJECTION_REASONS, TOO_FAR))
         self._lost_input = 0  # samples the DDS layer reports lost on the image subscription (message_lost events)
         self._lost_warned = self._frame_id_warned = False
         self._shown_ids: set[int] = set()  # person ids whose markers RViz is showing
