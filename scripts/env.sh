@@ -12,7 +12,7 @@ export PETR_ASSETS="${PETR_ASSETS:-$_petr_root/assets}"
 # with other processes on the cores, a 2-thread eager HRNet frame took 7-66x longer with spinning waits than with
 # PASSIVE (benchmarks/benchmark_threads.py, docs/model.md "Threads"; MediaPipe does not care). An exported
 # OMP_WAIT_POLICY is kept; PETR_OMP_DEFAULT_WAIT=1 leaves libgomp's default (spin, then sleep). The HRNet front
-# end's default form (BatchNorm folded, branch-parallel: 51 OpenMP regions a forward instead of 1,758) runs
+# end's default form (BatchNorm folded, branch-parallel: 3 OpenMP regions a forward instead of 1,758) runs
 # within about 10 % of the same speed under either policy; the eager module was about twice as fast without
 # PASSIVE on cores nothing else uses (benchmarks/benchmark_backbone.py, docs/model.md "PyTorch inference forms").
 if [ "${PETR_OMP_DEFAULT_WAIT:-0}" = 1 ]; then

@@ -4,14 +4,15 @@ A trained network in eval mode computes ``bn(conv(x))`` with fixed statistics: a
 be folded into the convolution's weights and bias once (`fold_batchnorm`). That removes every BatchNorm kernel,
 and on the CPU the OpenMP parallel region each one opens, which is what `OMP_WAIT_POLICY=PASSIVE` (scripts/env.sh)
 pays for: each region wakes the sleeping worker thread (docs/model.md "Threads"). HRNet-W32 at batch 1 opens
-1,758 regions per forward as trained, 866 with BatchNorm folded and 51 in the branch-parallel form. The forms:
+1,758 regions per forward as trained, 866 with BatchNorm folded and 3 in the branch-parallel form. The forms:
 
 * ``eager``: the module as trained (the reference).
 * ``fused``: BatchNorm folded into the convolutions (a copy; the trained module and its state dict are left
   alone), channels_last memory format (oneDNN's native layout on the CPU, cuDNN's fast one on the GPU), run
   under ``torch.inference_mode``. Pure PyTorch modules, any device and dtype (autocast fp16 on CUDA works).
 * ``parallel`` (HRNet): ``fused`` with the parallel branches of each stage on two threads of one intra-op thread
-  each (`BranchParallelHRNet`): no OpenMP regions inside the stages. The default on the CPU with >= 2 threads.
+  each (`BranchParallelHRNet`), the stem split by rows: 3 OpenMP regions a forward. The default on the CPU with
+  >= 2 threads.
 * ``jit``: ``fused`` traced, frozen and passed through ``torch.jit.optimize_for_inference`` (oneDNN fusions).
 * ``compile``: ``fused`` compiled by ``torch.compile`` (inductor, with ``freezing``: constant folding, prepacked
   oneDNN convolutions with fused ReLU/add, generated C++ for the element-wise rest). Needs a C++ compiler and
@@ -143,9 +144,9 @@ class BranchParallelHRNet(nn.Module):
     HRNet's stages run 2-4 branches that do not depend on each other until the exchange (fuse) step, and by design
     every branch costs about the same (channels double where the resolution halves). So two threads can each take
     half the branches (four: 0 + 3 and 1 + 2; three: one thread runs branch 1 and the second half of branch 2, the
-    other the first half of branch 2 and branch 0) and then half of the exchange outputs by cost: 16
-    hand-overs per forward instead of about 800 OpenMP parallel regions, each of which wakes a sleeping thread
-    under OMP_WAIT_POLICY=PASSIVE. The stem and the head run as usual (OpenMP, the caller's thread count). The same
+    other the first half of branch 2 and branch 0) and then half of the exchange outputs by cost; the stem is
+    split by rows (`_stem`): 17 hand-overs per forward instead of about 860 OpenMP parallel regions, each of which
+    wakes a sleeping thread under OMP_WAIT_POLICY=PASSIVE. The head runs as usual (the caller's thread count). The same
     operations on the same tensors: the output is the wrapped module's (up to the summation order of one thread
     against two). Used on the CPU when the caller has >= 2 intra-op threads and no autocast is active; otherwise
     (CUDA, one thread, autocast) it is the wrapped module's forward."""
