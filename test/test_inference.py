@@ -16,7 +16,18 @@ from petr_ros.frontends.hrnet import HRNetFrontEnd
 from petr_ros.model import inference
 from petr_ros.model.heatmap import decode_heatmaps
 from petr_ros.model.hrnet import HRNetW32
-from petr_ros.model.inference import BranchParallelHRNet, batchnorm_count, default_form, fold_batchnorm, optimise
+from petr_ros.model.inference import (
+    BranchParallelHRNet,
+    PackedBasicBlock,
+    PackedBottleneck,
+    PackedConv,
+    batchnorm_count,
+    default_form,
+    fold_batchnorm,
+    optimise,
+    pack_hrnet,
+    packing_available,
+)
 from petr_ros.model.runtime import build_runtime
 
 torch.set_num_threads(1)  # 2 shared cores
@@ -129,8 +140,11 @@ def test_parallel_form_runs_branches_on_a_second_thread_and_agrees(two_threads: 
     parallel = built.module
     assert isinstance(parallel, BranchParallelHRNet) and parallel._worker is not None  # the check used it
     assert batchnorm_count(parallel) == 0
+    if packing_available():  # the two threads run the prepacked copy
+        assert parallel.packed is not None and "prepacked oneDNN convolutions" in built.reason, built.reason
     seen: set[str] = set()
-    block = parallel.hrnet.stage4[0].branches[2]  # a branch the second thread runs (0 + 3 here, 1 + 2 there)
+    # a branch the second thread runs (0 + 3 here, 1 + 2 there)
+    block = (parallel.packed or parallel.hrnet).stage4[0].branches[2]
     hook = block.register_forward_hook(lambda *_: seen.add(threading.current_thread().name))
     for batch in (1, 3):
         x = _image(seed=4, batch=batch)
@@ -143,6 +157,7 @@ def test_parallel_form_runs_branches_on_a_second_thread_and_agrees(two_threads: 
     assert torch.get_num_threads() == 2  # the caller's thread count is back
     torch.set_num_threads(1)  # one thread: the plain forward of the folded module, on this thread
     seen.clear()
+    block = parallel.hrnet.stage4[0].branches[2]
     hook = block.register_forward_hook(lambda *_: seen.add(threading.current_thread().name))
     with torch.inference_mode():
         built(_image(seed=4, batch=1))
@@ -171,10 +186,15 @@ class _Fails(nn.Module):
         raise RuntimeError(f"branch failed on {threading.current_thread().name}")
 
 
+@pytest.mark.parametrize("packed", [False, True])
 @pytest.mark.parametrize("where", ["worker", "caller", "split chain"])
-def test_parallel_form_errors_propagate_without_hanging(two_threads: None, where: str) -> None:
-    parallel = BranchParallelHRNet(fold_batchnorm(_hrnet())[0].requires_grad_(False))
-    stage3 = parallel.hrnet.stage3[0].branches
+def test_parallel_form_errors_propagate_without_hanging(two_threads: None, where: str, packed: bool) -> None:
+    if packed and not packing_available():
+        pytest.skip("no oneDNN prepacked convolutions in this PyTorch")
+    folded = fold_batchnorm(_hrnet())[0].requires_grad_(False).to(memory_format=torch.channels_last)
+    parallel = BranchParallelHRNet(folded, example=_image(batch=1) if packed else None)
+    assert (parallel.packed is not None) == packed, parallel.packed_reason
+    stage3 = (parallel.packed if packed else parallel.hrnet).stage3[0].branches
     if where == "worker":
         stage3[1] = _Fails()  # runs on the worker
     elif where == "caller":
@@ -195,6 +215,71 @@ def test_parallel_form_errors_propagate_without_hanging(two_threads: None, where
     thread.join(timeout=120)
     assert not thread.is_alive(), "the branch-parallel forward hung after an error"
     assert len(errors) == 1 and "branch failed" in str(errors[0])
+
+
+@pytest.mark.skipif(not packing_available(), reason="no oneDNN prepacked convolutions in this PyTorch")
+def test_prepacked_hrnet_agrees_with_eager(two_threads: None, capsys: pytest.CaptureFixture[str]) -> None:
+    model = _hrnet()
+    folded = fold_batchnorm(model)[0].to(memory_format=torch.channels_last)
+    packed = pack_hrnet(folded, _image(batch=1).contiguous(memory_format=torch.channels_last))
+    kinds = {type(m) for m in packed.modules()}
+    assert {PackedConv, PackedBasicBlock, PackedBottleneck} <= kinds
+    # every convolution is prepacked, every ReLU after one fused
+    assert not any(isinstance(m, nn.Conv2d) for m in packed.modules())
+    fused_relu = sum(isinstance(m, PackedConv) and m.attr == "relu" for m in packed.modules())
+    # stem 2, Bottlenecks 4 x 2, transitions 2 + 1 + 1, BasicBlocks' conv1 (8 + 48 + 48), exchange paths 4 + 8
+    assert fused_relu == 2 + 8 + 4 + 104 + 12
+    assert batchnorm_count(packed) == 0 and isinstance(packed.final_layer, PackedConv)
+    parallel = BranchParallelHRNet(folded, example=_image(batch=1))
+    assert parallel.packed is not None, parallel.packed_reason
+    for batch, size in ((1, SIZE), (3, (64, 96))):  # another batch and shape than the weights were laid out for
+        x = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(batch))
+        xl = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            reference = model(x)
+            own = packed(xl)  # the prepacked copy's own (HRNet) forward
+            two = parallel(xl)  # the two threads' schedule with the exchange sums fused too
+        scale = float(reference.abs().max())
+        for got in (own, two):
+            assert got.shape == reference.shape
+            assert float((got - reference).abs().max()) <= 1e-5 * scale
+        with capsys.disabled():
+            print(f"\nprepacked vs eager HRNet-W32 {tuple(x.shape)}: max |heatmap difference| own forward "
+                  f"{float((own - reference).abs().max()):.2e}, two threads {float((two - reference).abs().max()):.2e}"
+                  f" (heatmaps up to {scale:.3g})")
+    assert torch.get_num_threads() == 2
+
+
+def test_parallel_form_without_prepacking_runs_the_folded_module(two_threads: None,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _hrnet()
+    example = torch.zeros(1, 3, *SIZE)
+    x = _image(seed=3, batch=1)
+    with torch.inference_mode():
+        reference = model(x)
+    monkeypatch.setattr(inference, "packing_available", lambda: False)  # a PyTorch without the oneDNN ops
+    built = optimise(model, "parallel", example)
+    assert built.form == "parallel" and built.module.packed is None
+    assert "not prepacked: oneDNN prepacked convolutions unavailable" in built.reason, built.reason
+    with torch.inference_mode():
+        assert float((built(x) - reference).abs().max()) <= 1e-5 * float(reference.abs().max())
+    monkeypatch.setattr(inference, "packing_available", lambda: True)
+
+    def refuses(*_a: object) -> nn.Module:
+        raise RuntimeError("reorder refused")
+
+    monkeypatch.setattr(inference, "pack_hrnet", refuses)  # the ops there but failing: the folded module runs
+    built = optimise(model, "parallel", example)
+    assert built.form == "parallel" and built.module.packed is None
+    assert "prepacking failed: RuntimeError: reorder refused" in built.reason
+    with torch.inference_mode():
+        assert float((built(x) - reference).abs().max()) <= 1e-5 * float(reference.abs().max())
+    # under autocast the folded module runs, never the fp32 prepacked kernels
+    monkeypatch.undo()
+    built = optimise(model, "parallel", example)
+    with torch.inference_mode():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert built.module(x.contiguous(memory_format=torch.channels_last)).dtype == torch.bfloat16
 
 
 @pytest.mark.slow

@@ -11,8 +11,10 @@ pays for: each region wakes the sleeping worker thread (docs/model.md "Threads")
   alone), channels_last memory format (oneDNN's native layout on the CPU, cuDNN's fast one on the GPU), run
   under ``torch.inference_mode``. Pure PyTorch modules, any device and dtype (autocast fp16 on CUDA works).
 * ``parallel`` (HRNet): ``fused`` with the parallel branches of each stage on two threads of one intra-op thread
-  each (`BranchParallelHRNet`), the stem split by rows: 3 OpenMP regions a forward. The default on the CPU with
-  >= 2 threads.
+  each (`BranchParallelHRNet`), the stem split by rows: 3 OpenMP regions a forward. On CPU fp32 the two threads
+  run a prepacked copy (`pack_hrnet`): oneDNN convolutions with their weights reordered once and the ReLU, or
+  the residual / exchange add + ReLU, fused into them, as inductor's freezing does (an unpacked channels_last
+  convolution reorders its weights on every call). The default on the CPU with >= 2 threads.
 * ``jit``: ``fused`` traced, frozen and passed through ``torch.jit.optimize_for_inference`` (oneDNN fusions).
 * ``compile``: ``fused`` compiled by ``torch.compile`` (inductor, with ``freezing``: constant folding, prepacked
   oneDNN convolutions with fused ReLU/add, generated C++ for the element-wise rest). Needs a C++ compiler and
@@ -118,6 +120,162 @@ class _Worker:
         return self._pool.submit(call)
 
 
+def packing_available() -> bool:
+    """Whether this PyTorch has oneDNN's prepacked pointwise-fused convolutions (what inductor's freezing calls on
+    the CPU): ``mkldnn::_convolution_pointwise`` (+ its ``binary`` overload) and
+    ``mkldnn::_reorder_convolution_weight``."""
+    try:
+        ops = torch.ops.mkldnn
+        return bool(torch.backends.mkldnn.is_available() and ops._convolution_pointwise.binary is not None
+                    and ops._reorder_convolution_weight is not None)
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class PackedConv(nn.Module):
+    """A Conv2d (zero padding, BatchNorm already folded) whose weights oneDNN reordered once into its blocked layout
+    (an unpacked convolution on channels_last fp32 reorders them on every call, which dominates on HRNet's small
+    low-resolution maps), with the ReLU after it fused (`relu`); `add(x, other)` computes relu(conv(x) + other)
+    in the same kernel (the residual and exchange sums). CPU, fp32, 4-D inputs."""
+
+    def __init__(self, conv: nn.Conv2d, relu: bool, input_size: Sequence[int] | None = None) -> None:
+        super().__init__()
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError(f"cannot prepack a convolution with padding {conv.padding!r} ({conv.padding_mode})")
+        self.padding, self.stride = list(conv.padding), list(conv.stride)
+        self.dilation, self.groups = list(conv.dilation), conv.groups
+        weight = conv.weight.detach().float().contiguous()
+        # oneDNN's blocked weights (a torch._mkldnn tensor): a plain attribute, neither parameter nor buffer
+        self.weight = torch.ops.mkldnn._reorder_convolution_weight(
+            weight, self.padding, self.stride, self.dilation, self.groups,
+            None if input_size is None else list(input_size))
+        self.bias = None if conv.bias is None else conv.bias.detach().float().contiguous()
+        self.attr = "relu" if relu else "none"
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._convolution_pointwise(x, self.weight, self.bias, self.padding, self.stride,
+                                                       self.dilation, self.groups, self.attr, [], "")
+
+    def add(self, x: torch.Tensor, other: torch.Tensor, relu: bool = True) -> torch.Tensor:
+        """relu(conv(x) + other) (without the ReLU when not `relu`); this conv's own `relu` is not applied."""
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            x, other, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, "add", None,
+            "relu" if relu else None, [], "")
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, stride={tuple(self.stride)}, "
+                f"padding={tuple(self.padding)}, fused={self.attr}")
+
+
+class PackedBasicBlock(nn.Module):
+    """HRNet's BasicBlock with prepacked convolutions: conv1 + ReLU, then relu(conv2(.) + x) in one kernel."""
+
+    def __init__(self, conv1: PackedConv, conv2: PackedConv) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = conv1, conv2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2.add(self.conv1(x), x)
+
+
+class PackedBottleneck(nn.Module):
+    """The stem's Bottleneck with prepacked convolutions: conv1 + ReLU, conv2 + ReLU, relu(conv3(.) + residual)."""
+
+    def __init__(self, conv1: PackedConv, conv2: PackedConv, conv3: PackedConv, downsample: nn.Module | None) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.conv3, self.downsample = conv1, conv2, conv3, downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        return self.conv3.add(self.conv2(self.conv1(x)), residual)
+
+
+def _conv_input_sizes(model: nn.Module, example: torch.Tensor) -> dict[int, tuple[int, ...]]:
+    """id(conv) -> the input shape each Conv2d of `model` sees in one forward of `example` (oneDNN picks the
+    blocked weight layout for it)."""
+    sizes: dict[int, tuple[int, ...]] = {}
+
+    def record(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:  # returns None: the input unchanged
+        sizes.setdefault(id(module), tuple(args[0].shape))
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.inference_mode():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return sizes
+
+
+def pack_hrnet(folded: nn.Module, example: torch.Tensor) -> nn.Module:
+    """A copy of the BatchNorm-folded HRNet `folded` whose convolutions are oneDNN-prepacked with their ReLU fused
+    (`PackedConv`), BasicBlock and Bottleneck as `PackedBasicBlock` / `PackedBottleneck` (the residual add + ReLU
+    fused into the last convolution), the nested Sequentials of the transitions and exchange paths flattened.
+    Same module tree otherwise (stage modules, fuse_layers, final_layer), so its forward is HRNet's;
+    `BranchParallelHRNet` also fuses each exchange sum + ReLU into a convolution. `example`: the input shape
+    the weights are laid out for (others work). CPU fp32 only."""
+    from petr_ros.model.hrnet import BasicBlock, Bottleneck, HighResolutionModule
+
+    if batchnorm_count(folded):
+        raise ValueError("pack_hrnet needs every BatchNorm folded first (fold_batchnorm)")
+    sizes = _conv_input_sizes(folded, example)
+
+    def conv(c: nn.Conv2d, relu: bool) -> PackedConv:
+        return PackedConv(c, relu, sizes.get(id(c)))
+
+    def flat(seq: nn.Sequential) -> list[nn.Module]:
+        out: list[nn.Module] = []
+        for m in seq:
+            out.extend(flat(m) if isinstance(m, nn.Sequential) else [m])
+        return [m for m in out if not isinstance(m, nn.Identity)]
+
+    def pack(m: nn.Module | None) -> nn.Module | None:
+        if m is None:
+            return None
+        if isinstance(m, nn.Conv2d):
+            return conv(m, False)
+        if isinstance(m, BasicBlock):
+            return PackedBasicBlock(conv(m.conv1, True), conv(m.conv2, False))
+        if isinstance(m, Bottleneck):
+            return PackedBottleneck(conv(m.conv1, True), conv(m.conv2, True), conv(m.conv3, False),
+                                    pack(m.downsample))
+        if isinstance(m, nn.Sequential):
+            items, out = flat(m), []
+            k = 0
+            while k < len(items):
+                item = items[k]
+                if isinstance(item, nn.Conv2d):
+                    relu = k + 1 < len(items) and isinstance(items[k + 1], nn.ReLU)
+                    out.append(conv(item, relu))
+                    k += 2 if relu else 1
+                else:
+                    out.append(pack(item))
+                    k += 1
+            return out[0] if len(out) == 1 and isinstance(out[0], PackedConv) else nn.Sequential(*out)
+        if isinstance(m, nn.ModuleList):
+            return nn.ModuleList(pack(c) for c in m)
+        if isinstance(m, HighResolutionModule):
+            new = copy.copy(m)
+            new._modules = dict(m._modules)
+            new.branches = pack(m.branches)
+            new.fuse_layers = pack(m.fuse_layers)
+            return new
+        if isinstance(m, (nn.ReLU, nn.Upsample, nn.Identity)):
+            return m
+        raise ValueError(f"pack_hrnet: unexpected module {type(m).__name__}")
+
+    packed = copy.copy(folded)
+    packed._modules = dict(folded._modules)
+    packed.conv1, packed.conv2 = conv(folded.conv1, True), conv(folded.conv2, True)
+    packed.relu = nn.Identity()  # the stem's ReLUs are fused into conv1 / conv2 (bn1 / bn2 are folded away)
+    for name, child in folded.named_children():
+        if name.startswith(("layer", "transition", "stage", "final_layer")):
+            setattr(packed, name, pack(child))
+    return packed.eval().requires_grad_(False)
+
+
 def _chain(blocks: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
     for block in blocks:
         x = block(x)
@@ -149,13 +307,34 @@ class BranchParallelHRNet(nn.Module):
     wakes a sleeping thread under OMP_WAIT_POLICY=PASSIVE. The head runs as usual (the caller's thread count). The same
     operations on the same tensors: the output is the wrapped module's (up to the summation order of one thread
     against two). Used on the CPU when the caller has >= 2 intra-op threads and no autocast is active; otherwise
-    (CUDA, one thread, autocast) it is the wrapped module's forward."""
+    (CUDA, one thread, autocast) it is the wrapped module's forward.
 
-    def __init__(self, hrnet: nn.Module) -> None:
+    With `example` (a CPU fp32 input of the shape it will run) the two threads run `packed`, a prepacked copy
+    (`pack_hrnet`: every convolution a `PackedConv`, ReLU and residual add + ReLU fused, each exchange output's
+    sum + ReLU fused into its last strided convolution, the head on the calling thread too) on fp32 inputs: the
+    same operations up to fp32 summation order, about 0.84x of the folded module's time on one thread. Without
+    the oneDNN ops, or when packing fails, `packed` is None and `packed_reason` says why."""
+
+    def __init__(self, hrnet: nn.Module, example: torch.Tensor | None = None) -> None:
         super().__init__()
         self.hrnet = hrnet
         self.split_stem = True  # the stem's rows in two halves, one per thread (False: on the caller's thread)
         self._worker: _Worker | None = None
+        # with `example` (a CPU fp32 input; its shape lays out the weights): the prepacked copy (`pack_hrnet`)
+        # that the two threads run on fp32 inputs; `hrnet` runs otherwise (CUDA, autocast, one thread)
+        self.packed: nn.Module | None = None
+        self.packed_reason = "not asked for"
+        if example is not None:
+            if not packing_available():
+                self.packed_reason = "oneDNN prepacked convolutions unavailable in this PyTorch"
+            elif example.device.type != "cpu" or example.dtype != torch.float32:
+                self.packed_reason = f"prepacking is for CPU fp32 ({example.device.type}, {example.dtype})"
+            else:
+                try:
+                    self.packed = pack_hrnet(hrnet, example)
+                    self.packed_reason = "prepacked oneDNN convolutions with fused ReLU / add + ReLU"
+                except Exception as err:  # an op missing or refusing these shapes: the folded module runs
+                    self.packed_reason = f"prepacking failed: {type(err).__name__}: {str(err)[:200]}"
 
     def _parallel(self, x: torch.Tensor) -> bool:
         return (x.device.type == "cpu" and torch.get_num_threads() >= 2 and not torch.is_autocast_enabled("cpu")
@@ -166,20 +345,23 @@ class BranchParallelHRNet(nn.Module):
             return self.hrnet(x)
         if self._worker is None:
             self._worker = _Worker()
-        m = self.hrnet
+        packed = self.packed is not None and x.dtype == torch.float32
+        m = self.packed if packed else self.hrnet
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] % 32 or x.shape[3] % 32:
-            return m(x)  # the module's own checks raise the error
+            return self.hrnet(x)  # the module's own checks raise the error
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            xs = [self._stem(x)]
+            xs = [self._stem(x, m)]
             s = 2
             while hasattr(m, f"stage{s}"):
                 inputs = self._transition(getattr(m, f"transition{s - 1}"), xs)
                 for module in getattr(m, f"stage{s}"):
-                    inputs = self._module(module, inputs)
+                    inputs = self._module(module, inputs, packed)
                 xs = inputs
                 s += 1
+            if packed:  # the prepacked head on this one thread too (no OpenMP region), the result contiguous
+                return m.final_layer(xs[0]).contiguous()
         finally:
             torch.set_num_threads(threads)
         return m.final_layer(xs[0])
@@ -187,7 +369,7 @@ class BranchParallelHRNet(nn.Module):
     def _stem_rows(self, height: int) -> tuple[int, int, int] | None:
         """How the stem splits into a top and a bottom half of rows computed on one thread each: (rows of the
         output's top half m, halo L, first input row of the bottom half), or None when it cannot split."""
-        m = self.hrnet
+        m = self.hrnet  # the folded module's geometry (the prepacked copy's is the same)
         for conv in (m.conv1, m.conv2):
             if conv.kernel_size != (3, 3) or conv.stride != (2, 2) or conv.padding != (1, 1):
                 return None
@@ -204,12 +386,13 @@ class BranchParallelHRNet(nn.Module):
             return None
         return half, halo, 4 * (half - halo - 1)
 
-    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+    def _stem(self, x: torch.Tensor, m: nn.Module | None = None) -> torch.Tensor:
         """conv1, conv2, layer1 (1/4 resolution, 256 channels) on two threads: each computes half the output rows
         from its rows of the image plus a halo (the 3x3 convolutions' reach: 4 rows at 1/4 resolution, 4x that in
         the image), and drops the halo rows, which saw the slice's zero padding. Exact: every kept row is computed
-        from the same input rows by the same operations; about 14 % more arithmetic than one pass."""
-        m = self.hrnet
+        from the same input rows by the same operations; about 14 % more arithmetic than one pass. `m`: the
+        module whose stem runs (default `hrnet`; the prepacked copy has the same tree)."""
+        m = self.hrnet if m is None else m
         rows = self._stem_rows(x.shape[2]) if self.split_stem else None
 
         def stem(part: torch.Tensor) -> torch.Tensor:
@@ -245,11 +428,30 @@ class BranchParallelHRNet(nn.Module):
             out[i] = y
         return out
 
-    def _module(self, module: nn.Module, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    def _module(self, module: nn.Module, xs: list[torch.Tensor], packed: bool = False) -> list[torch.Tensor]:
         xs = self._branches(module.branches, xs)
         outputs = len(module.fuse_layers)
 
+        def fuse_packed(i: int) -> torch.Tensor:
+            # prepacked: output i > 0 is relu(last conv of branch i-1's strided path + the other terms), one kernel
+            layers = module.fuse_layers[i]
+            if i == 0:
+                y = xs[0] + layers[1](xs[1])
+                for j in range(2, module.num_branches):
+                    y.add_(layers[j](xs[j]))
+                return y.relu_()
+            terms = [xs[j] if i == j else layers[j](xs[j]) for j in range(module.num_branches) if j != i - 1]
+            rest = terms[0] if len(terms) == 1 else terms[0] + terms[1]  # a new tensor, or xs[i] left alone
+            for t in terms[2:]:
+                rest.add_(t)
+            path = layers[i - 1]
+            steps = list(path) if isinstance(path, nn.Sequential) else [path]
+            h = _chain(steps[:-1], xs[i - 1])
+            return steps[-1].add(h, rest)
+
         def fuse(i: int) -> torch.Tensor:
+            if packed:
+                return fuse_packed(i)
             layers = module.fuse_layers[i]
             y = xs[0] if i == 0 else layers[0](xs[0])
             for j in range(1, module.num_branches):
@@ -365,7 +567,7 @@ def _build(model: nn.Module, form: str, example: torch.Tensor, precision: torch.
     if form == "parallel":
         if not is_hrnet(fused):
             raise RuntimeError(f"the branch-parallel form is for HRNet, not {type(model).__name__}")
-        parallel = BranchParallelHRNet(fused.requires_grad_(False))
+        parallel = BranchParallelHRNet(fused.requires_grad_(False), example=x if channels_last else None)
         return _Built(parallel, parallel, channels_last)
     if form == "jit":
         if precision is not None:
@@ -428,6 +630,9 @@ def optimise(
                 "parallel": "BatchNorm folded, channels_last, branches on 2 threads of 1 intra-op thread each",
                 "jit": "BatchNorm folded, channels_last, TorchScript frozen + optimize_for_inference",
                 "compile": "BatchNorm folded, channels_last, torch.compile (inductor, freezing)"}[current]
+        if isinstance(built.module, BranchParallelHRNet):
+            packed = built.module.packed is not None
+            what += f", {built.module.packed_reason}" if packed else f" (not prepacked: {built.module.packed_reason})"
         reason = f"{what}; built in {seconds:.1f} s; max |difference| to eager {diff:.2e}"
         if failures:
             reason += f" (fallback: {'; '.join(failures)})"
