@@ -274,6 +274,13 @@ def test_parallel_form_without_prepacking_runs_the_folded_module(two_threads: No
     assert "prepacking failed: RuntimeError: reorder refused" in built.reason
     with torch.inference_mode():
         assert float((built(x) - reference).abs().max()) <= 1e-5 * float(reference.abs().max())
+    # a prepacked copy that computes something else is caught at build time: the folded module runs
+    monkeypatch.setattr(inference, "pack_hrnet", lambda *_a: nn.Sequential(nn.Conv2d(3, 17, 4, stride=4)).eval())
+    built = optimise(model, "parallel", example)
+    assert built.form == "parallel" and built.module.packed is None
+    assert "the prepacked copy disagrees with the folded module" in built.reason, built.reason
+    with torch.inference_mode():
+        assert float((built(x) - reference).abs().max()) <= 1e-5 * float(reference.abs().max())
     # under autocast the folded module runs, never the fp32 prepacked kernels
     monkeypatch.undo()
     built = optimise(model, "parallel", example)

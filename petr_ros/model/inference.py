@@ -313,7 +313,8 @@ class BranchParallelHRNet(nn.Module):
     (`pack_hrnet`: every convolution a `PackedConv`, ReLU and residual add + ReLU fused, each exchange output's
     sum + ReLU fused into its last strided convolution, the head on the calling thread too) on fp32 inputs: the
     same operations up to fp32 summation order, about 0.84x of the folded module's time on one thread. Without
-    the oneDNN ops, or when packing fails, `packed` is None and `packed_reason` says why."""
+    the oneDNN ops, when packing fails or when the copy disagrees with `hrnet` on `example`, `packed` is None and
+    `packed_reason` says why."""
 
     def __init__(self, hrnet: nn.Module, example: torch.Tensor | None = None) -> None:
         super().__init__()
@@ -331,8 +332,17 @@ class BranchParallelHRNet(nn.Module):
                 self.packed_reason = f"prepacking is for CPU fp32 ({example.device.type}, {example.dtype})"
             else:
                 try:
-                    self.packed = pack_hrnet(hrnet, example)
-                    self.packed_reason = "prepacked oneDNN convolutions with fused ReLU / add + ReLU"
+                    packed = pack_hrnet(hrnet, example)
+                    with torch.inference_mode():  # its own forward against the folded module's on `example`
+                        reference, got = hrnet(example), packed(example)
+                    diff = float((got.float() - reference.float()).abs().max())
+                    scale = max(float(reference.abs().max()), 1e-6)
+                    if got.shape == reference.shape and diff <= AGREEMENT_TOLERANCE * scale:
+                        self.packed = packed
+                        self.packed_reason = "prepacked oneDNN convolutions with fused ReLU / add + ReLU"
+                    else:
+                        self.packed_reason = (f"the prepacked copy disagrees with the folded module by {diff:.3g} "
+                                              f"(outputs up to {scale:.3g})")
                 except Exception as err:  # an op missing or refusing these shapes: the folded module runs
                     self.packed_reason = f"prepacking failed: {type(err).__name__}: {str(err)[:200]}"
 
