@@ -20,9 +20,9 @@ from torch import nn
 from petr_ros import kinematics
 from petr_ros.bone_lengths import _ANCESTRY, BoneLengthEstimator, BoneLengthSettings, with_bone_lengths
 from petr_ros.limb_twist import rotations_of_bones, rotations_with_limb_twist
-from petr_ros.model.lifter import SCALE_EPS, normalize_keypoints_2d
+from petr_ros.model.lifter import normalize_keypoints_2d
 from petr_ros.model.temporal import NumpySequenceLifter
-from petr_ros.skeleton import BONE_CHILDREN, BONE_PARENTS, NUM_JOINTS, ROOT
+from petr_ros.skeleton import BONE_CHILDREN, BONE_PARENTS, NUM_JOINTS
 
 TRAINED_RATES_HZ = (15.0, 60.0)  # the frame rates the shipped sequence lifter saw in training
 TARGET_RATE_HZ = 30.0  # faster streams are subsampled to about this
@@ -102,21 +102,8 @@ class SequenceTrackLifter:
         return out
 
     def normalised_windows(self, histories: Sequence[Any]) -> np.ndarray:
-        """`normalize_keypoints_2d(self.windows(histories))`, the same float32 numbers in fewer numpy calls (the
-        input is this class's own float32 windows: the shape needs no check, only finiteness)."""
-        windows = self.windows(histories)
-        if windows.size == 0 or not np.isfinite(windows).all():
-            return normalize_keypoints_2d(windows)  # raises its ValueError
-        centred = windows - windows[..., ROOT : ROOT + 1, :]
-        # np.square(centred).sum(-1).mean(-1, keepdims=True) bit for bit: a sum over 2 is x + y (numpy's reduce
-        # over such a short axis costs several times that), the mean the very ufunc calls np.mean makes
-        squares = np.square(centred)
-        scale = squares[..., 0] + squares[..., 1]
-        scale = np.add.reduce(scale, -1, keepdims=True)
-        np.true_divide(scale, np.intp(NUM_JOINTS), out=scale, casting="unsafe")
-        np.sqrt(scale, out=scale)
-        centred /= np.maximum(scale, SCALE_EPS)[..., None]
-        return centred
+        """The windows of `histories` normalised as the lifter was trained (`normalize_keypoints_2d`)."""
+        return normalize_keypoints_2d(self.windows(histories))
 
     def lift_tracks(self, histories: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
         """Joints (N, 17, 3) metres (root-relative, camera axes) and rotations (N, 17, 4) x y z w of the newest

@@ -118,7 +118,7 @@ def test_track_lifter_on_numpy_equals_its_torch_path() -> None:
         np.testing.assert_allclose(np.abs((q_np * q_t).sum(-1)), 1.0, atol=1e-4)  # the same rotations (q ~ -q)
 
 
-def test_normalised_windows_are_normalize_keypoints_2d_bit_for_bit() -> None:
+def test_normalised_windows_are_root_centred_with_unit_spread() -> None:
     lifter = _lifter()
     rng = np.random.default_rng(4)
     for t in range(40):
@@ -126,8 +126,14 @@ def test_normalised_windows_are_normalize_keypoints_2d_bit_for_bit() -> None:
         histories[0].keypoints2d[-1] = rng.uniform(-900, 900, (17, 2)).astype(np.float32)
         if t % 5 == 0:
             histories[1].keypoints2d[-1] = np.full((17, 2), 7.0, np.float32)  # every joint on the root
-        np.testing.assert_array_equal(lifter.normalised_windows(histories),
-                                      normalize_keypoints_2d(lifter.windows(histories)))
+        out = lifter.normalised_windows(histories)
+        assert out.shape == (2, lifter.window, 17, 2) and out.dtype == np.float32
+        np.testing.assert_array_equal(out[..., 0, :], 0.0)  # the root at the origin
+        rms = np.sqrt(np.square(out.astype(np.float64)).sum(-1).mean(-1))
+        padded = np.all(lifter.windows(histories) == 0.0, axis=(-1, -2))  # frames before the track began
+        collapsed = np.all(lifter.windows(histories) == 7.0, axis=(-1, -2))
+        np.testing.assert_allclose(rms[~padded & ~collapsed], 1.0, rtol=1e-5)
+        np.testing.assert_array_equal(out[padded | collapsed], 0.0)
     histories[0].keypoints2d[-1] = np.full((17, 2), np.nan, np.float32)
     with pytest.raises(ValueError, match="NaN"):
         lifter.normalised_windows(histories)
