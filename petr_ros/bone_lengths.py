@@ -117,6 +117,13 @@ def _ancestry() -> np.ndarray:
 _ANCESTRY = _ancestry()
 
 
+def joints_from_bones(root: np.ndarray, bones: np.ndarray) -> np.ndarray:
+    """Forward kinematics by summation: (..., 1, 3) pelvis and (..., 16, 3) bone vectors (bone b ends at joint
+    b + 1) -> (..., 17, 3) joints, each the pelvis plus the bones on its path from it (one matmul, not a Python
+    loop over the joints)."""
+    return root + _ANCESTRY @ bones
+
+
 def with_bone_lengths(joints3d: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Rebuild (..., 17, 3) poses with the given (..., 16) bone lengths along their own bone directions.
 
@@ -131,9 +138,7 @@ def with_bone_lengths(joints3d: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     vectors = joints[..., BONE_CHILDREN, :] - joints[..., BONE_PARENTS, :]
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     directions = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 1e-9)
-    scaled = directions * lengths[..., None]
-    # each joint = the pelvis + the bones on its path from it (one matmul, not a Python loop over the joints)
-    return joints[..., :1, :] + _ANCESTRY @ scaled
+    return joints_from_bones(joints[..., :1, :], directions * lengths[..., None])
 
 
 def _nanmedian_or_nan(rows: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from petr_ros import kinematics
-from petr_ros.skeleton import NUM_JOINTS, PARENTS
+from petr_ros.skeleton import BONE_CHILDREN, BONE_PARENTS, NUM_JOINTS, PARENTS
 from petr_ros.validation import check_points
 
 # (proximal joint j whose rotation R_j carries bone parent(j) -> j, distal joint, the rest direction the distal
@@ -62,7 +62,7 @@ def rotations_with_limb_twist(joints3d: np.ndarray) -> np.ndarray:
     whose fixed costs per call exceed the arithmetic on one pose)."""
     joints = check_points(joints3d, "joints3d", joints=NUM_JOINTS, dims=3).astype(np.float64, copy=False)
     flat = joints.reshape(-1, NUM_JOINTS, 3)
-    vectors = flat[:, _BONE_CHILDREN] - flat[:, _BONE_PARENTS]
+    vectors = flat[:, BONE_CHILDREN] - flat[:, BONE_PARENTS]
     squared = (vectors * vectors).sum(-1)
     if squared.min() > 1e-24:  # no zero-length bone (nearly always): the fast path
         rot = rotations_of_bones(vectors / np.sqrt(squared)[..., None], flat[:, 4] - flat[:, 1])
@@ -107,8 +107,6 @@ def _rotations_with_limb_twist_levels(joints: np.ndarray) -> np.ndarray:
 # is, so after the twist they are the same M_j times the twisted parent. Every b opposite its u (within 1e-4 of
 # 1 + cos = 0) and every zero-length bone goes to the level-by-level path above (bit for bit the previous
 # arithmetic); elsewhere both agree within 1e-14 (tested).
-_BONE_CHILDREN = np.arange(1, NUM_JOINTS)
-_BONE_PARENTS = np.array(PARENTS[1:])
 _REST = kinematics.REST_DIRECTIONS
 
 

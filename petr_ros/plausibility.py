@@ -44,7 +44,7 @@ import numpy as np
 from petr_ros.detection import attached_to, boxes_touch, part_of, same_person
 from petr_ros.estimator import PersonPose
 from petr_ros.kinematics import WINTER_FRACTIONS
-from petr_ros.skeleton import BONES, FLIP_PERMUTATION
+from petr_ros.skeleton import BONE_CHILDREN, BONE_PARENTS, FLIP_PERMUTATION
 
 REASONS: tuple[str, ...] = (
     "non_finite", "low_score", "few_joints", "outside_image", "too_small", "flat", "proportions", "duplicate",
@@ -55,8 +55,6 @@ REASONS: tuple[str, ...] = (
 _PROPORTION_BONES = np.array([2, 3, 5, 6, 7, 8, 12, 13, 15, 16]) - 1
 # (left bone, right bone) pairs: thigh, shank, upper arm, forearm.
 _SYMMETRIC_BONES = ((5 - 1, 2 - 1), (6 - 1, 3 - 1), (12 - 1, 15 - 1), (13 - 1, 16 - 1))
-_BONE_CHILDREN = np.array([c for c, _ in BONES])
-_BONE_PARENTS = np.array([p for _, p in BONES])
 
 
 @dataclass
@@ -121,7 +119,7 @@ def bone_length_ratios(joints3d: np.ndarray) -> np.ndarray:
     """(16,) each 3D bone's share of the skeleton's summed bone length over its share in the Winter model
     (1: Winter's proportions; scale-free, so a small or distant person scores the same)."""
     joints = np.asarray(joints3d, np.float64).reshape(17, 3)
-    lengths = np.linalg.norm(joints[_BONE_CHILDREN] - joints[_BONE_PARENTS], axis=1)
+    lengths = np.linalg.norm(joints[BONE_CHILDREN] - joints[BONE_PARENTS], axis=1)
     total = float(lengths.sum())
     if total <= 1e-9:
         return np.zeros(len(lengths))

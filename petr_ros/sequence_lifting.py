@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from petr_ros import kinematics
-from petr_ros.bone_lengths import _ANCESTRY, BoneLengthEstimator, BoneLengthSettings, with_bone_lengths
+from petr_ros.bone_lengths import BoneLengthEstimator, BoneLengthSettings, joints_from_bones, with_bone_lengths
 from petr_ros.limb_twist import rotations_of_bones, rotations_with_limb_twist
 from petr_ros.model.lifter import normalize_keypoints_2d
 from petr_ros.model.temporal import NumpySequenceLifter
@@ -31,8 +31,7 @@ FORGET_AFTER_CALLS = 300  # a track's bone lengths are dropped after this many f
 # bones shorter than this (metres) take the general path (with_bone_lengths' zero-length rule, rotations from the
 # rebuilt joints); real ones are centimetres
 _SHORTEST_BONE = 1e-5
-_BONE_CHILDREN, _BONE_PARENTS = np.asarray(BONE_CHILDREN), np.asarray(BONE_PARENTS)
-assert np.array_equal(_BONE_CHILDREN, np.arange(1, NUM_JOINTS))
+assert np.array_equal(BONE_CHILDREN, np.arange(1, NUM_JOINTS))  # lift_tracks' joints[:, 1:] are the bones' ends
 
 
 def is_sequence_lifter(model: nn.Module) -> bool:
@@ -118,7 +117,7 @@ class SequenceTrackLifter:
                 joints = self.model(x).joints3d.float().cpu().numpy().astype(np.float64)
         # the bones once for everything below (bone_lengths.measure_bone_lengths and with_bone_lengths, the same
         # arithmetic): lengths, directions, and the unit bones and root frame side of the joint rotations
-        vectors = joints[:, 1:] - joints[:, _BONE_PARENTS]  # bone b ends at joint b + 1
+        vectors = joints[:, 1:] - joints[:, BONE_PARENTS]  # bone b ends at joint b + 1
         measured = np.sqrt(np.add.reduce(vectors * vectors, -1))  # = measure_bone_lengths(joints)
         lengths = measured
         if self.bone_lengths:
@@ -141,7 +140,7 @@ class SequenceTrackLifter:
             directions = vectors / measured[..., None]
             if self.bone_lengths:  # with_bone_lengths(joints, lengths), all people in one pass
                 scaled = directions * lengths[..., None]
-                joints = joints[:, :1] + _ANCESTRY @ scaled
+                joints = joints_from_bones(joints[:, :1], scaled)
             else:
                 scaled = vectors
             # the rotations of the rebuilt pose from its unit bones (its own bones' directions within 1e-15)

@@ -8,7 +8,7 @@ import pytest
 from petr_ros import kinematics, metrics
 from petr_ros import limb_twist as lt
 from petr_ros.limb_twist import BEND_FULL, rotations_with_limb_twist
-from petr_ros.skeleton import PARENTS
+from petr_ros.skeleton import BONE_CHILDREN, BONE_PARENTS, PARENTS
 
 LEFT, FRONT = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, -1.0])
 
@@ -135,7 +135,7 @@ def test_the_fast_path_equals_the_level_by_level_path() -> None:
     rest = kinematics.winter_rest_pose(1.7)
     realistic = rest + rng.normal(scale=0.03, size=(300, 17, 3))
     for poses in (realistic, realistic[:1], realistic[:6].reshape(2, 3, 17, 3), realistic[0]):
-        vectors = poses.reshape(-1, 17, 3)[:, lt._BONE_CHILDREN] - poses.reshape(-1, 17, 3)[:, lt._BONE_PARENTS]
+        vectors = poses.reshape(-1, 17, 3)[:, BONE_CHILDREN] - poses.reshape(-1, 17, 3)[:, BONE_PARENTS]
         units = vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
         assert lt.rotations_of_bones(units, vectors[:, 3] - vectors[:, 0]) is not None  # the fast path is taken
         np.testing.assert_allclose(rotations_with_limb_twist(poses), lt._rotations_with_limb_twist_levels(poses),

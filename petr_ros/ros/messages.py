@@ -24,7 +24,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from petr_ros.image_codec import check_raw_header, decode_compressed, decode_raw
 from petr_ros.render import MarkerPrimitive, person_colours
 from petr_ros.results import PersonResult
-from petr_ros.skeleton import BONES, JOINT_NAMES, NUM_JOINTS, PARENTS, ROOT, joint_side
+from petr_ros.skeleton import BONE_CHILDREN, BONE_PARENTS, BONES, JOINT_NAMES, NUM_JOINTS, PARENTS, ROOT, joint_side
 
 try:  # cv_bridge where a ROS install has it; the numpy codec otherwise (same results for the encodings we take)
     from cv_bridge import CvBridge
@@ -223,8 +223,6 @@ def joint_parts(persons: Sequence[PersonResult]) -> list[JointParts]:
 
 _JOINT_NAMES = list(JOINT_NAMES)
 _PARENTS = [int(p) for p in PARENTS]
-_BONE_CHILD = np.array([c for c, _ in BONES], np.intp)
-_BONE_PARENT = np.array([p for _, p in BONES], np.intp)
 _BONE_POINTS = [j for child, parent in BONES for j in (parent, child)]  # LINE_LIST: parent, child per bone
 _JOINT_SIDES = [joint_side(j) for j in range(NUM_JOINTS)]
 _BONE_SIDES = [joint_side(child) for child, _ in BONES for _ in range(2)]
@@ -249,7 +247,7 @@ def skeleton_array(header: Header, persons: Sequence[PersonResult],
         s.orientations = list(part.quaternions)
         s.confidences = _float32_array(person.confidences)
         joints = np.asarray(person.joints3d_camera, np.float64)
-        s.bone_lengths = _float32_array(np.linalg.norm(joints[_BONE_CHILD] - joints[_BONE_PARENT], axis=-1))
+        s.bone_lengths = _float32_array(np.linalg.norm(joints[BONE_CHILDREN] - joints[BONE_PARENTS], axis=-1))
         s.keypoints_2d = _float32_array(person.keypoints2d)
         s.box = np.asarray(person.box, np.float32).reshape(4)
         skeletons.append(s)
