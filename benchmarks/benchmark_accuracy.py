@@ -398,10 +398,11 @@ def labelled_scores(video: VideoRun, ref: dict[str, np.ndarray], matched: list[i
 def _agreeing_pelvis(pelvis_err: np.ndarray, disagreement_px: np.ndarray | None) -> dict[str, float]:
     if disagreement_px is None:
         return {}
-    agree = np.isfinite(pelvis_err) & (np.nan_to_num(disagreement_px, nan=np.inf) <= MAX_DISAGREEMENT_PX)
+    found = np.isfinite(pelvis_err)
+    agree = found & (np.nan_to_num(disagreement_px, nan=np.inf) <= MAX_DISAGREEMENT_PX)
+    other = found & ~agree
     return {"pelvis_error_agreeing_m": float(np.mean(pelvis_err[agree])) if agree.any() else float("nan"),
-            "pelvis_error_disagreeing_m": float(np.mean(pelvis_err[np.isfinite(pelvis_err) & ~agree]))
-            if (np.isfinite(pelvis_err) & ~agree).any() else float("nan"),
+            "pelvis_error_disagreeing_m": float(np.mean(pelvis_err[other])) if other.any() else float("nan"),
             "agreeing_frames": int(agree.sum())}
 
 

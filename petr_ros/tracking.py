@@ -87,7 +87,8 @@ class PersonTracker:
         `person_id == TENTATIVE` for the poses of tracks not confirmed yet."""
         poses = list(poses)
         boxes = check_boxes(np.stack([np.asarray(p.box, np.float32) for p in poses]) if poses else np.zeros((0, 4)))
-        cost = self._cost(poses, boxes)
+        predicted = [t.predicted() for t in self._tracks]  # (box, keypoints) of each track in this frame
+        cost = self._cost(poses, boxes, predicted)
         rows, cols = linear_sum_assignment(cost) if cost.size else (np.zeros(0, int), np.zeros(0, int))
         assigned: dict[int, int] = {}  # pose index -> track index
         for r, c in zip(rows, cols, strict=True):
@@ -97,7 +98,7 @@ class PersonTracker:
         out = []
         matched_tracks = set(assigned.values())
         # Where the people tracked before this frame are (a new track touching one of them starts tentative).
-        known = [t.predicted()[0] for t in self._tracks if t.person_id != TENTATIVE]
+        known = [box for (box, _), t in zip(predicted, self._tracks, strict=True) if t.person_id != TENTATIVE]
         for i, pose in enumerate(poses):
             kp = np.asarray(pose.keypoints2d, np.float32)
             conf = np.asarray(pose.confidences, np.float32)
@@ -133,11 +134,12 @@ class PersonTracker:
         self._next_id += 1
         return self._next_id - 1
 
-    def _cost(self, poses: list[Any], boxes: np.ndarray) -> np.ndarray:
-        """(tracks, poses) matching cost in [0, 2], _IMPOSSIBLE where neither gate (IoU, keypoints) passes."""
+    def _cost(self, poses: list[Any], boxes: np.ndarray,
+              predicted: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """(tracks, poses) matching cost in [0, 2], _IMPOSSIBLE where neither gate (IoU, keypoints) passes;
+        `predicted`: each track's (box, keypoints) moved on to this frame."""
         if not poses or not self._tracks:
             return np.zeros((len(self._tracks), len(poses)))
-        predicted = [t.predicted() for t in self._tracks]
         iou = box_iou(np.stack([b for b, _ in predicted]), boxes)
         kp_dist = _keypoint_distances([kp for _, kp in predicted], [t.confidences for t in self._tracks], poses, boxes)
         gate = (iou >= self.iou_threshold) | (kp_dist <= KEYPOINT_GATE)
