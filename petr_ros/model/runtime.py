@@ -59,7 +59,7 @@ class InferenceRuntime:
     reason: str  # why this one (the sentence to log)
     run: Callable[[torch.Tensor], torch.Tensor]
     max_abs_difference: float | None = None  # |runtime - PyTorch eager| on the build-time check input
-    form: str | None = None  # PyTorch's inference form ('eager' | 'fused' | 'jit' | 'compile'); None otherwise
+    form: str | None = None  # PyTorch's inference form (inference.FORMS: 'eager', 'parallel', ...); None otherwise
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.run(x)
