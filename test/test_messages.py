@@ -4,11 +4,15 @@ petr_ros.ros.tf and its tests.)"""
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseArray
+from petr_ros_msgs.msg import SkeletonArray
+from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
@@ -120,6 +124,55 @@ def test_markers_per_person_colours_lifetime_and_deleteall() -> None:
     assert [m.action for m in cleared.markers] == [Marker.DELETEALL]
     assert cleared.markers[0].header.stamp == header().stamp
     assert messages.primitives_from_marker_array(cleared) == []
+
+
+def test_markers_of_ended_tracks_are_deleted() -> None:
+    msg = messages.marker_array(header(), [person(3)], deleted=[5, 9])
+    assert [(m.ns, m.id, m.action) for m in msg.markers[2:]] == [
+        (f"person_{pid}", marker_id, Marker.DELETE) for pid in (5, 9) for marker_id in messages.MARKER_IDS]
+    assert all(m.header.stamp == header().stamp for m in msg.markers)
+    assert [m.ns for m in msg.markers[:2]] == [messages.marker_ns(3)] * 2
+
+
+def test_cdr_writers_match_rclpy_on_this_middleware() -> None:
+    # What petr_node checks at activation: where this holds it publishes the CDR writers' bytes.
+    assert messages.cdr_matches_rclpy()
+
+
+@pytest.mark.parametrize("frame_id", ["", "c", "cam", "camera_optical_frame"])
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_cdr_writers_serialise_what_the_builders_build(frame_id: str, count: int) -> None:
+    people = [person(i, depth=2.0 + i, metric=i % 2 == 0) for i in range(1, count + 1)]
+    h = Header(frame_id=frame_id, stamp=messages.stamp_from_ns(STAMP_NS))
+    style = (0.045, 0.012, 0.3, 0.9)
+    pairs = [
+        (messages.skeleton_array_cdr(h, people), messages.skeleton_array(h, people), SkeletonArray),
+        (messages.pose_array_cdr(h, people), messages.pose_array(h, people), PoseArray),
+        (messages.marker_array_cdr(h, people, *style, deleted=[4, 8]),
+         messages.marker_array(h, people, *style, deleted=[4, 8]), MarkerArray),
+    ]
+    for data, msg, msg_type in pairs:
+        reference = serialize_message(msg)
+        assert len(data) == len(reference)
+        assert deserialize_message(data, msg_type) == deserialize_message(reference, msg_type)
+    back = messages.persons_from_skeleton_array(deserialize_message(pairs[0][0], SkeletonArray))
+    assert [p.person_id for p in back] == [p.person_id for p in people]
+    for got, sent in zip(back, people, strict=True):
+        np.testing.assert_allclose(got.joints3d_camera, sent.joints3d_camera, atol=1e-12)
+        assert got.metric == sent.metric
+
+
+def test_a_cdr_writer_that_disagrees_with_rclpy_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    write = messages.pose_array_cdr
+
+    def last_value_changed(h: Header, people: list) -> bytes:  # same length, one float64 different
+        data = write(h, people)
+        return data[:-8] + struct.pack("<d", 0.5) if people else data
+
+    monkeypatch.setattr(messages, "pose_array_cdr", last_value_changed)
+    assert not messages.cdr_matches_rclpy()
+    monkeypatch.setattr(messages, "pose_array_cdr", lambda h, people: write(h, people)[:-4])  # cut short
+    assert not messages.cdr_matches_rclpy()
 
 
 def test_diagnostics_values_are_strings() -> None:

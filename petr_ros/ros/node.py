@@ -62,7 +62,7 @@ from rclpy.validate_full_topic_name import validate_full_topic_name
 from rclpy.validate_topic_name import validate_topic_name
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import MarkerArray
 
 from petr_ros.camera import Intrinsics, intrinsics_error
 from petr_ros.estimator import BACKENDS
@@ -253,11 +253,6 @@ def load_error_text(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _person_markers(person_id: int) -> tuple[tuple[str, int], ...]:
-    """(namespace, id) of the markers messages.marker_array draws for a person (joints 0, bones 1)."""
-    return ((f"person_{int(person_id)}", 0), (f"person_{int(person_id)}", 1))
-
-
 def settings_from_parameters(values: dict[str, Any]) -> PipelineSettings:
     """The pipeline's settings for parameter values {name: value} (every pipeline parameter present)."""
     fields = {name: values[name] for name in _SETTING_PARAMS}
@@ -304,6 +299,7 @@ class PetrNode(LifecycleNode):
         self._lost_input = 0  # samples the DDS layer reports lost on the image subscription (message_lost events)
         self._lost_warned = self._frame_id_warned = False
         self._shown_ids: set[int] = set()  # person ids whose markers RViz is showing
+        self._write_cdr = False  # outputs written as CDR bytes (where messages.cdr_matches_rclpy, at activate)
         # rclpy silently ignores overrides of undeclared names: say so, a typo in a params file is otherwise
         # invisible. Before declaring: an invalid value of another parameter ends the start there.
         for name in sorted(set(getattr(self, "_parameter_overrides", {})) - set(PARAM_BY_NAME)):
@@ -405,6 +401,7 @@ class PetrNode(LifecycleNode):
             "skeletons": self.create_publisher(SkeletonArray, "~/skeletons", out_qos),
             "debug_image": self.create_publisher(Image, "~/debug_image", out_qos),
         }
+        self._write_cdr = messages.cdr_matches_rclpy()
         self._tf = None
         if self.p("publish_tf"):
             try:
@@ -447,6 +444,7 @@ class PetrNode(LifecycleNode):
         self._state, self._state_reason = "active", ""
         log.info(f"active: {self.p('input_type')} images on {topic}, outputs on {self.get_fully_qualified_name()}"
                  f"/{{markers,poses,skeletons}}{', TF on /tf (' + self._tf.backend + ')' if self._tf else ''}; "
+                 f"outputs serialised {'by petr_ros (checked against rclpy)' if self._write_cdr else 'by rclpy'}; "
                  f"image conversion via "
                  f"{'cv_bridge' if messages.uses_cv_bridge() else 'numpy (cv_bridge not importable)'}")
 
@@ -643,25 +641,25 @@ class PetrNode(LifecycleNode):
         if not pubs:
             return
         skeletons, poses, markers_on = self.p("publish_skeletons"), self.p("publish_poses"), self.p("publish_markers")
-        # The joints' Point and Quaternion objects, built once and shared by the three messages.
-        parts = messages.joint_parts(persons) if persons and (skeletons or poses or markers_on) else []
+        cdr = self._write_cdr
+        # rclpy's message path: the joints' Point and Quaternion objects, built once and shared by the messages.
+        parts = messages.joint_parts(persons) if persons and not cdr and (skeletons or poses or markers_on) else None
         if skeletons:
-            pubs["skeletons"].publish(messages.skeleton_array(header, persons, parts))
+            pubs["skeletons"].publish(messages.skeleton_array_cdr(header, persons) if cdr else
+                                      messages.skeleton_array(header, persons, parts))
         if poses:
-            pubs["poses"].publish(messages.pose_array(header, persons, parts))
+            pubs["poses"].publish(messages.pose_array_cdr(header, persons) if cdr else
+                                  messages.pose_array(header, persons, parts))
         if markers_on:
-            markers = messages.marker_array(
-                header, persons, float(self.p("marker_joint_radius")), float(self.p("marker_bone_width")),
-                float(self.p("marker_lifetime")), float(self.p("marker_alpha")), parts)
             shown = {int(p.person_id) for p in persons}
-            if persons:  # (nobody: marker_array's DELETEALL clears everything)
-                # A track that ended while others go on: delete its markers, or RViz keeps them until their
-                # lifetime ends (forever with marker_lifetime 0).
-                markers.markers.extend(
-                    Marker(header=header, ns=marker_ns, id=marker_id, action=Marker.DELETE)
-                    for pid in sorted(self._shown_ids - shown) for marker_ns, marker_id in _person_markers(pid))
+            # A track that ended while others go on: delete its markers, or RViz keeps them until their lifetime
+            # ends (forever with marker_lifetime 0). Nobody: the array's DELETEALL clears everything.
+            deleted = sorted(self._shown_ids - shown) if persons else []
+            style = (float(self.p("marker_joint_radius")), float(self.p("marker_bone_width")),
+                     float(self.p("marker_lifetime")), float(self.p("marker_alpha")))
+            pubs["markers"].publish(messages.marker_array_cdr(header, persons, *style, deleted=deleted) if cdr else
+                                    messages.marker_array(header, persons, *style, parts, deleted=deleted))
             self._shown_ids = shown
-            pubs["markers"].publish(markers)
         if self.p("publish_debug_image"):
             pubs["debug_image"].publish(messages.rgb_to_image_msg(draw_persons_cv2(frame.rgb, persons), header))
         if self._tf is not None and persons:
