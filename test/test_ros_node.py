@@ -276,6 +276,21 @@ def test_boxes_with_nobody_give_an_empty_array_and_deleteall(running: Running) -
     assert [m.action for m in cleared.markers] == [Marker.DELETEALL]
 
 
+def test_an_output_read_again_is_published_again(running: Running) -> None:
+    """An output nobody subscribes to is not built (the node asks each publisher per frame): after the only
+    debug-image reader leaves, frames go on, and a new reader gets debug images."""
+    r = running
+    probe_node = r.probe.node
+    for sub in [s for s in probe_node.subscriptions if s.topic_name == "/petr_node/debug_image"]:
+        probe_node.destroy_subscription(sub)
+    assert r.probe.spin_until(lambda: probe_node.count_subscribers("/petr_node/debug_image") == 0, 10)
+    done = len(r.skeletons)
+    assert r.probe.spin_until(lambda: len(r.skeletons) >= done + 2, 20, step=r.publish, period=0.3), r.node.log()
+    again = r.probe.collect(Image, "/petr_node/debug_image")
+    assert r.probe.spin_until(lambda: bool(again), 20, step=r.publish, period=0.3), r.node.log()
+    assert (again[-1].width, again[-1].height) == (r.rgb.shape[1], r.rgb.shape[0])
+
+
 def test_node_stops_cleanly(running: Running) -> None:  # last: the other tests use the running node
     assert running.node.alive()
     assert running.node.stop() == 0, running.node.log()

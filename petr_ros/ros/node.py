@@ -640,7 +640,10 @@ class PetrNode(LifecycleNode):
         pubs = self._pubs
         if not pubs:
             return
-        skeletons, poses, markers_on = self.p("publish_skeletons"), self.p("publish_poses"), self.p("publish_markers")
+        # An output nobody subscribes to is not built (what a reader matched later gets is the same: a volatile
+        # writer keeps nothing for readers that join after).
+        skeletons, poses, markers_on = (self.p(f"publish_{name}") and pubs[name].get_subscription_count() > 0
+                                        for name in ("skeletons", "poses", "markers"))
         cdr = self._write_cdr
         # rclpy's message path: the joints' Point and Quaternion objects, built once and shared by the messages.
         parts = messages.joint_parts(persons) if persons and not cdr and (skeletons or poses or markers_on) else None
@@ -660,7 +663,7 @@ class PetrNode(LifecycleNode):
             pubs["markers"].publish(messages.marker_array_cdr(header, persons, *style, deleted=deleted) if cdr else
                                     messages.marker_array(header, persons, *style, parts, deleted=deleted))
             self._shown_ids = shown
-        if self.p("publish_debug_image"):
+        if self.p("publish_debug_image") and pubs["debug_image"].get_subscription_count() > 0:
             pubs["debug_image"].publish(messages.rgb_to_image_msg(draw_persons_cv2(frame.rgb, persons), header))
         if self._tf is not None and persons:
             self._tf.send_persons(header, persons)
