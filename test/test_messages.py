@@ -1,6 +1,7 @@
-"""petr_ros.ros.messages without DDS: the builders (SkeletonArray, PoseArray, MarkerArray, diagnostics, rgb8 Image)
-and the decoders that read them back, stamps, the quaternion convention (unit, w >= 0) and DELETEALL. (TF frames:
-petr_ros.ros.tf and its tests.)"""
+"""petr_ros.ros.messages without DDS: the builders (SkeletonArray, PoseArray, MarkerArray, diagnostics, rgb8 Image),
+the CDR writers the node publishes with (against rclpy's own serialisation), the decoders that read them back,
+stamps, the quaternion convention (unit, w >= 0), DELETE and DELETEALL. (TF frames: petr_ros.ros.tf and its
+tests.)"""
 
 from __future__ import annotations
 

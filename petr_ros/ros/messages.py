@@ -282,12 +282,13 @@ def pose_array(header: Header, persons: Sequence[PersonResult],
     return msg
 
 
-# --- the same two messages written straight to CDR bytes -----------------------------------------------------------
-# rclpy's publish() takes a message's serialised bytes as well as the message. Building 17 Point and 17 Quaternion
-# objects per person and having rclpy convert them back field by field was most of what publishing a frame cost the
-# node (measured on the benchmark_node run, 1.24 people a frame: SkeletonArray 0.34 ms, PoseArray 0.22 ms of the
-# worker's CPU, build and publish); numpy writes the same bytes in a few microseconds. `cdr_matches_rclpy` checks
-# them against rclpy's own serialisation once, at activation: the node uses them only where they are identical.
+# --- the node's outputs written straight to CDR bytes ---------------------------------------------------------------
+# rclpy's publish() takes a message's serialised bytes as well as the message. Building Point and Quaternion objects
+# for every joint and having rclpy convert them back field by field was most of what publishing a frame cost the
+# node: with these writers (about 0.02-0.04 ms a person each) its publishing went from 1.13 to 0.73 ms of the
+# worker's CPU a frame (benchmark_node, 960x540, 1.2 people a frame; the rest is rclpy and Fast DDS handing the
+# bytes over). `cdr_matches_rclpy` checks them against rclpy's own serialisation once, at activation: the node
+# uses them only where rclpy reads them back as its own.
 _CDR_LE = b"\x00\x01\x00\x00"  # encapsulation header: classic CDR, little endian (what rmw_fastrtps writes)
 
 
@@ -334,7 +335,7 @@ class _CdrWriter:
 
 def _names_cdr() -> bytes:
     w = _CdrWriter()
-    w.buf = bytearray()  # only its length mod 4 matters: every entry is 4-aligned and starts 4-aligned
+    w.buf = bytearray()  # written from offset 0 (mod 4); inserted at a 4-aligned offset: the same padding inside
     w.pack("<I", len(_JOINT_NAMES))
     for name in _JOINT_NAMES:
         w.string(name)
@@ -392,6 +393,7 @@ def cdr_matches_rclpy(persons: Sequence[PersonResult] | None = None) -> bool:
     from rclpy.serialization import deserialize_message, serialize_message
 
     persons = _sample_persons() if persons is None else persons
+
     def markers(build: Any) -> Any:
         return lambda header, people: build(header, people, 0.04, 0.015, 0.75, 0.8, deleted=(2, 11))
 
@@ -409,10 +411,6 @@ def cdr_matches_rclpy(persons: Sequence[PersonResult] | None = None) -> bool:
                 except Exception:  # noqa: BLE001 - bytes rclpy cannot read: not a match
                     return False
     return True
-
-
-def _colour(rgb: tuple[float, float, float], alpha: float) -> ColorRGBA:
-    return ColorRGBA(r=float(rgb[0]), g=float(rgb[1]), b=float(rgb[2]), a=float(alpha))
 
 
 def marker_ns(person_id: int) -> str:
@@ -479,7 +477,7 @@ def marker_array(
 def _marker_cdr(w: _CdrWriter, header: Header, ns: str = "", marker_id: int = 0, marker_type: int = 0,
                 action: int = 0, scale: tuple[float, float, float] = (0.0, 0.0, 0.0),
                 colour: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0), lifetime: Duration | None = None,
-                points: np.ndarray | None = None, colours: np.ndarray | None = None) -> None:
+                points: np.ndarray | None = None, colours: Sequence[tuple[float, ...]] | None = None) -> None:
     """One visualization_msgs/Marker, its other fields at their defaults."""
     w.header(header)
     w.string(ns)
