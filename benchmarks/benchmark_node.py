@@ -20,6 +20,8 @@ Three processes per mode, all started once and kept warm, measured A B A B (--ro
   frames; images are the first --frames frames of assets/sports2d_demo.mp4 at --width (1280x720 rgb8, 2.7 MB).
 * Latency: at the end of each mode, frames at half the model rate (the node idle when each arrives): time from
   publish (header stamp, wall clock) to the MarkerArray back in the camera process, p50 / p95.
+* Publishing: a second table, in this process, of the CPU it takes to build and publish the node's three outputs
+  for 1, 2, 4 and 8 people, with rclpy message objects and with the CDR writers the node uses (`publish_cost`).
 Fast DDS: the shipped config/fastdds_shm.xml in the camera and the node (--dds default: Fast DDS's own transports,
 which lose most best-effort frames of this size over UDP). On a machine shared with other jobs the fps move with
 their load; the ratio of interleaved segments and the CPU ms per frame move far less. `uptime` is printed.
@@ -274,6 +276,64 @@ def camera_server(args: argparse.Namespace) -> None:
         rclpy.try_shutdown()
 
 
+# --- publishing cost ----------------------------------------------------------------------------------------------
+def publish_cost(domain_id: int, people_counts: tuple[int, ...] = (1, 2, 4, 8), frames: int = 300) -> list[tuple]:
+    """CPU ms per frame (this thread) to build and publish the node's three outputs for N people, with message
+    objects (messages.skeleton_array / pose_array / marker_array) and with the CDR writers the node uses where
+    messages.cdr_matches_rclpy; one rclpy publisher each, no reader (a reader in another process adds about 0.05 ms
+    a message in Fast DDS, either way). Rows: (people, objects ms, CDR ms)."""
+    import rclpy
+    from geometry_msgs.msg import PoseArray
+    from petr_ros_msgs.msg import SkeletonArray
+    from std_msgs.msg import Header
+    from visualization_msgs.msg import MarkerArray
+
+    from petr_ros.kinematics import joint_rotations, matrix_to_quaternion, winter_rest_pose
+    from petr_ros.results import PersonResult
+    from petr_ros.ros import messages
+
+    rest = winter_rest_pose(1.75)
+    quats = np.asarray(matrix_to_quaternion(joint_rotations(rest)), np.float64)
+    rng = np.random.default_rng(0)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    node = rclpy.create_node("benchmark_publish_cost", context=context)
+    pubs = [node.create_publisher(t, f"~/{n}", 10)
+            for t, n in ((SkeletonArray, "skeletons"), (PoseArray, "poses"), (MarkerArray, "markers"))]
+    header = Header(frame_id="camera_optical_frame")
+    rows = []
+    try:
+        for n in people_counts:
+            people = [PersonResult(person_id=i, joints3d=rest, joints3d_camera=rest + rng.normal(0, 0.5, 3) + (0, 0, 3),
+                                   rotations=quats, keypoints2d=rng.uniform(0, 500, (17, 2)),
+                                   confidences=rng.uniform(0.3, 1.0, 17), box=np.array([10.0, 20.0, 300.0, 500.0]),
+                                   score=0.8, metric=True) for i in range(n)]
+
+            def objects(people: list = people) -> list:
+                parts = messages.joint_parts(people)
+                return [messages.skeleton_array(header, people, parts), messages.pose_array(header, people, parts),
+                        messages.marker_array(header, people, parts=parts)]
+
+            def cdr(people: list = people) -> list:
+                return [messages.skeleton_array_cdr(header, people), messages.pose_array_cdr(header, people),
+                        messages.marker_array_cdr(header, people)]
+
+            costs = []
+            for build in (objects, cdr):
+                for _ in range(20):  # warm-up
+                    [p.publish(m) for p, m in zip(pubs, build(), strict=True)]
+                t0 = time.thread_time()
+                for _ in range(frames):
+                    for pub, msg in zip(pubs, build(), strict=True):
+                        pub.publish(msg)
+                costs.append(1e3 * (time.thread_time() - t0) / frames)
+            rows.append((n, *costs))
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+    return rows
+
+
 # --- orchestration ----------------------------------------------------------------------------------------------
 class Server:
     """A child process that answers one JSON line per command line."""
@@ -452,6 +512,11 @@ def main() -> None:
         print(f"{r['mode']}: pipeline stages in the node (mean ms/frame): {stages or 'n/a'}")
     print("CPU ratio: model-only CPU per frame / the node's (all its threads): the fps ratio the node reaches when "
           "nothing else wants its core")
+    print()
+    print("| people | outputs built and published, message objects (ms/frame) | CDR writers (node default) | ratio |")
+    print("|---|---|---|---|")
+    for n, objects_ms, cdr_ms in publish_cost(args.domain_id + 1):
+        print(f"| {n} | {objects_ms:.3f} | {cdr_ms:.3f} | {objects_ms / cdr_ms:.1f}x |")
     print(f"goal: ratio >= 0.95 pinned. Load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
           f"{time.monotonic() - t_start:.0f} s; logs in {tmp}")
 
