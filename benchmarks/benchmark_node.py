@@ -20,6 +20,8 @@ Three processes per mode, all started once and kept warm, measured A B A B (--ro
   frames; images are the first --frames frames of assets/sports2d_demo.mp4 at --width (1280x720 rgb8, 2.7 MB).
 * Latency: at the end of each mode, frames at half the model rate (the node idle when each arrives): time from
   publish (header stamp, wall clock) to the MarkerArray back in the camera process, p50 / p95.
+* Idle (pinned): the share of time the node's core was idle in each segment (/proc/stat): model-only never waits;
+  the node waits for the camera's next image after a frame shorter than the camera's period.
 * Publishing: a second table, in this process, of the CPU it takes to build and publish the node's three outputs
   for 1, 2, 4 and 8 people, with rclpy message objects and with the CDR writers the node uses (`publish_cost`).
 Fast DDS: the shipped config/fastdds_shm.xml in the camera and the node (--dds default: Fast DDS's own transports,
@@ -113,6 +115,17 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
     return out
 
 
+def cpu_idle_s(cpu: int) -> float:
+    """Seconds CPU `cpu` has been idle (idle + iowait, /proc/stat): in pinned mode, the node's core waiting for
+    work (a frame faster than the camera's period waits for the next image)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                fields = line.split()
+                return (int(fields[4]) + int(fields[5])) * CLOCK_TICK_S
+    return float("nan")
+
+
 def per_frame_ms(before: dict[str, float], after: dict[str, float], frames: int) -> dict[str, float]:
     return {k: 1e3 * (after[k] - before.get(k, 0.0)) / frames for k in after if after[k] > before.get(k, 0.0)}
 
@@ -146,13 +159,15 @@ def model_server(args: argparse.Namespace) -> None:
             break
         seconds = float(line.split()[1])
         count, c0, t0, th0 = 0, time.process_time(), time.perf_counter(), thread_cpu_s(os.getpid())
+        idle0 = cpu_idle_s(args.node_cpu)
         while time.perf_counter() - t0 < seconds:
             pipeline.process(frames[n % len(frames)], n / 30.0)
             n += 1
             count += 1
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         reply({"fps": count / wall, "cpu_ms_per_frame": 1e3 * cpu / count, "frames": count,
-               "threads_ms": per_frame_ms(th0, thread_cpu_s(os.getpid()), count)})
+               "threads_ms": per_frame_ms(th0, thread_cpu_s(os.getpid()), count),
+               "node_cpu_idle": (cpu_idle_s(args.node_cpu) - idle0) / wall})
     pipeline.close()
 
 
@@ -204,7 +219,7 @@ def camera_server(args: argparse.Namespace) -> None:
         pub.publish(m)
 
     def snapshot() -> None:
-        window.append((time.monotonic(), process_cpu_s(node_pid), thread_cpu_s(node_pid)))
+        window.append((time.monotonic(), process_cpu_s(node_pid), thread_cpu_s(node_pid), cpu_idle_s(args.node_cpu)))
 
     def run(rate: float, seconds: float, steady_after: float = 1.5) -> int:
         """Publish at `rate` for `seconds`; the node's CPU is read `steady_after` s in and at the end."""
@@ -247,13 +262,14 @@ def camera_server(args: argparse.Namespace) -> None:
                 sent = run(rate, seconds)
                 settle(0.3)
                 d1 = latest_diag()
-                (ta, ca, tha), (tb, cb, thb) = window[0], window[-1]
+                (ta, ca, tha, ia), (tb, cb, thb, ib) = window[0], window[-1]
                 steady = [t for t in out if ta < t <= tb]
                 fps = len(steady) / (tb - ta) if steady else float("nan")
                 cpu_ms = 1e3 * (cb - ca) / len(steady) if steady else float("nan")
                 received = int(d1.get("received", 0)) - int(d0.get("received", 0))
                 processed = int(d1.get("processed", 0)) - int(d0.get("processed", 0))
                 reply({"fps": fps, "cpu_ms_per_frame": cpu_ms, "sent": sent, "outputs": len(steady),
+                       "node_cpu_idle": (ib - ia) / (tb - ta),
                        "threads_ms": per_frame_ms(tha, thb, max(len(steady), 1)), "poses": counts["poses"],
                        "received_per_processed": received / processed if processed else float("nan"),
                        "lost_input": int(d1.get("lost_input", 0)) - int(d0.get("lost_input", 0)),
@@ -397,7 +413,8 @@ def run_mode(args: argparse.Namespace, mode: str, tmp: Path) -> dict:
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(SHM_PROFILE)
     common = ["--lifter", args.lifter, "--backend", args.backend, "--device", args.device, "--threads",
               str(args.threads), "--width", str(args.width), "--frames", str(args.frames), "--input-reliability",
-              args.input_reliability] + (["--hrnet", args.hrnet] if args.hrnet else [])
+              args.input_reliability, "--node-cpu", str(args.node_cpu)]
+    common += ["--hrnet", args.hrnet] if args.hrnet else []
     model = Server([sys.executable, __file__, "--role", "model", *common], env, cpus_model, tmp / f"model_{mode}.log")
     node = start_node(args, env, cpus_node, tmp / f"node_{mode}.log")
     camera = None
@@ -507,6 +524,12 @@ def main() -> None:
             per = {k: np.mean([x.get("threads_ms", {}).get(k, 0.0) for x in runs]) for k in names}
             print(f"{r['mode']}: CPU ms/frame by thread, {label}: "
                   + ", ".join(f"{k} {v:.2f}" for k, v in per.items() if v >= 0.05))
+    for r in results:
+        if r["mode"] == "pinned":
+            idle_a, idle_b = (100 * np.mean([x["node_cpu_idle"] for x in r[k]]) for k in ("a", "b"))
+            print(f"pinned: CPU {args.node_cpu} idle while model-only runs {idle_a:.1f} %, while the node runs "
+                  f"{idle_b:.1f} % (the node waiting for the camera's next image after frames shorter than its "
+                  f"period)")
     for r in results:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in r["b"][-1].get("stages_ms", {}).items())
         print(f"{r['mode']}: pipeline stages in the node (mean ms/frame): {stages or 'n/a'}")
