@@ -41,10 +41,11 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from petr_ros.bone_lengths import measure_bone_lengths
 from petr_ros.detection import attached_to, boxes_touch, part_of, same_person
 from petr_ros.estimator import PersonPose
 from petr_ros.kinematics import WINTER_FRACTIONS
-from petr_ros.skeleton import BONE_CHILDREN, BONE_PARENTS, FLIP_PERMUTATION
+from petr_ros.skeleton import FLIP_PERMUTATION
 
 REASONS: tuple[str, ...] = (
     "non_finite", "low_score", "few_joints", "outside_image", "too_small", "flat", "proportions", "duplicate",
@@ -118,8 +119,7 @@ def _is_finite(person: PersonPose) -> bool:
 def bone_length_ratios(joints3d: np.ndarray) -> np.ndarray:
     """(16,) each 3D bone's share of the skeleton's summed bone length over its share in the Winter model
     (1: Winter's proportions; scale-free, so a small or distant person scores the same)."""
-    joints = np.asarray(joints3d, np.float64).reshape(17, 3)
-    lengths = np.linalg.norm(joints[BONE_CHILDREN] - joints[BONE_PARENTS], axis=1)
+    lengths = measure_bone_lengths(np.asarray(joints3d, np.float64).reshape(17, 3))
     total = float(lengths.sum())
     if total <= 1e-9:
         return np.zeros(len(lengths))

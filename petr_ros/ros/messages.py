@@ -21,10 +21,11 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from petr_ros.bone_lengths import measure_bone_lengths
 from petr_ros.image_codec import check_raw_header, decode_compressed, decode_raw
 from petr_ros.render import MarkerPrimitive, person_colours
 from petr_ros.results import PersonResult
-from petr_ros.skeleton import BONE_CHILDREN, BONE_PARENTS, BONES, JOINT_NAMES, NUM_JOINTS, PARENTS, ROOT, joint_side
+from petr_ros.skeleton import BONES, JOINT_NAMES, NUM_JOINTS, PARENTS, ROOT, joint_side
 
 try:  # cv_bridge where a ROS install has it; the numpy codec otherwise (same results for the encodings we take)
     from cv_bridge import CvBridge
@@ -180,11 +181,6 @@ def _duration(seconds: float) -> Duration:
     return Duration(sec=sec, nanosec=int(round((seconds - sec) * 1e9)))
 
 
-def _quaternion(q: np.ndarray) -> Quaternion:
-    x, y, z, w = unit_quaternions(q)[0].tolist()
-    return Quaternion(x=x, y=y, z=z, w=w)
-
-
 def unit_quaternions(q: np.ndarray) -> np.ndarray:
     """(..., 4) x y z w -> (N, 4) float64 unit quaternions with w >= 0 (the convention); a zero, tiny or
     non-finite one becomes the identity."""
@@ -198,29 +194,18 @@ def unit_quaternions(q: np.ndarray) -> np.ndarray:
     return out
 
 
-def _point(p: np.ndarray) -> Point:
-    return Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
-
-
 class JointParts:
     """One person's 17 joint positions as `Point`s and global rotations as unit `Quaternion`s, built once per frame
     and shared by the SkeletonArray, the PoseArray and the markers of that frame (the messages only read them:
-    publishing serialises the values). The quaternions are built on first use (the markers need only points)."""
+    publishing serialises the values)."""
 
-    __slots__ = ("_quaternions", "_rotations", "points")
+    __slots__ = ("points", "quaternions")
 
     def __init__(self, person: PersonResult) -> None:
         xyz = np.asarray(person.joints3d_camera, np.float64).reshape(NUM_JOINTS, 3).tolist()
         self.points = [Point(x=x, y=y, z=z) for x, y, z in xyz]
-        self._rotations = person.rotations
-        self._quaternions: list[Quaternion] | None = None
-
-    @property
-    def quaternions(self) -> list[Quaternion]:
-        if self._quaternions is None:
-            self._quaternions = [Quaternion(x=x, y=y, z=z, w=w)
-                                 for x, y, z, w in unit_quaternions(self._rotations).tolist()]
-        return self._quaternions
+        xyzw = unit_quaternions(person.rotations).tolist()
+        self.quaternions = [Quaternion(x=x, y=y, z=z, w=w) for x, y, z, w in xyzw]
 
 
 def joint_parts(persons: Sequence[PersonResult]) -> list[JointParts]:
@@ -243,11 +228,6 @@ def _placement(person: PersonResult) -> int:
     return Skeleton.PLACEMENT_INTRINSICS if person.metric else Skeleton.PLACEMENT_DEFAULT_DEPTH
 
 
-def _bone_lengths(person: PersonResult) -> np.ndarray:
-    joints = np.asarray(person.joints3d_camera, np.float64)
-    return np.linalg.norm(joints[BONE_CHILDREN] - joints[BONE_PARENTS], axis=-1)
-
-
 def skeleton_array(header: Header, persons: Sequence[PersonResult],
                    parts: Sequence[JointParts] | None = None) -> SkeletonArray:
     """The custom per-frame message: one Skeleton per person, all in the input image's header
@@ -263,7 +243,7 @@ def skeleton_array(header: Header, persons: Sequence[PersonResult],
         s.positions = list(part.points)
         s.orientations = list(part.quaternions)
         s.confidences = _float32_array(person.confidences)
-        s.bone_lengths = _float32_array(_bone_lengths(person))
+        s.bone_lengths = _float32_array(measure_bone_lengths(person.joints3d_camera))
         s.keypoints_2d = _float32_array(person.keypoints2d)
         s.box = np.asarray(person.box, np.float32).reshape(4)
         skeletons.append(s)
@@ -361,7 +341,7 @@ def skeleton_array_cdr(header: Header, persons: Sequence[PersonResult]) -> bytes
         w.structs(np.asarray(person.joints3d_camera, np.float64).reshape(NUM_JOINTS, 3))
         w.structs(unit_quaternions(person.rotations))
         w.array(person.confidences, "<f4")
-        w.array(_bone_lengths(person), "<f4")
+        w.array(measure_bone_lengths(person.joints3d_camera), "<f4")
         w.array(person.keypoints2d, "<f4")
         w.array(np.asarray(person.box, np.float32).reshape(4), "<f4", sequence=False)
     return bytes(w.buf)

@@ -9,8 +9,9 @@ Data flow: image callback (executor thread; raw images arrive serialised and are
 decode/validate (bad input: throttled warning + counted drop) -> one-slot hand-off (`petr_ros.handoff.LatestSlot`:
 a newer frame replaces a pending one, counted as a stale drop; memory stays bounded) -> worker thread:
 `FramePipeline.process` -> publish MarkerArray, PoseArray, SkeletonArray, optional debug image and TF
-(`petr_ros.ros.messages`, the joints' Points and Quaternions shared by the three), all with the input image's
-header. docs/node.md "Never blocking" and "Benchmark" give the node's own cost per frame.
+(`petr_ros.ros.messages`: the first three written as CDR bytes where rclpy reads them back as its own, each only
+while something subscribes to it), all with the input image's header. docs/node.md "Never blocking" and
+"Benchmark" give the node's own cost per frame.
 
 At the door (ROS conventions a user relies on): topic names are validated when set; a failed activate logs why and
 stays inactive; CameraInfo with an implausible field of view or principal point is refused, changes of the
